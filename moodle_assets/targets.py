@@ -1,0 +1,96 @@
+"""The one place that names the sync targets, their assets and their jobs.
+
+No other module spells the target strings or job names: import them from here.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class SyncTarget(str, enum.Enum):
+    COURSE_CATALOG = "COURSE_CATALOG"
+    USER_DIRECTORY = "USER_DIRECTORY"
+    ENROLLMENTS = "ENROLLMENTS"
+
+    @classmethod
+    def parse(cls, value: str) -> "SyncTarget":
+        """Accept `ENROLLMENTS`, `enrollments` or `sync_enrollments`; raise ValueError naming the choices."""
+        text = str(value).strip()
+        for target in cls:
+            if text.upper() == target.value or text == TARGET_SPECS[target].job_name:
+                return target
+        choices = ", ".join(t.value for t in cls)
+        raise ValueError(f"unknown target {value!r}; expected one of: {choices}")
+
+
+class SyncStatus(str, enum.Enum):
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+
+
+class SyncTrigger(str, enum.Enum):
+    SCHEDULE = "SCHEDULE"
+    MANUAL = "MANUAL"
+    API = "API"
+    GRAPHQL = "GRAPHQL"
+    CLI = "CLI"
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    target: SyncTarget
+    asset_name: str
+    job_name: str
+    upstream: tuple[SyncTarget, ...]
+    description: str
+
+
+TARGET_SPECS: dict[SyncTarget, TargetSpec] = {
+    SyncTarget.COURSE_CATALOG: TargetSpec(
+        SyncTarget.COURSE_CATALOG,
+        "course_catalog",
+        "sync_course_catalog",
+        (),
+        "Moodle categories and courses (with prices) in course_category / course_catalog.",
+    ),
+    SyncTarget.USER_DIRECTORY: TargetSpec(
+        SyncTarget.USER_DIRECTORY,
+        "user_directory",
+        "sync_user_directory",
+        (),
+        "Moodle users in the users table.",
+    ),
+    SyncTarget.ENROLLMENTS: TargetSpec(
+        SyncTarget.ENROLLMENTS,
+        "enrollments",
+        "sync_enrollments",
+        (SyncTarget.COURSE_CATALOG, SyncTarget.USER_DIRECTORY),
+        "Who is in which course, active or not, roles and last access, in user_course_enrollment.",
+    ),
+}
+
+SYNC_ALL_JOB_NAME = "sync_all"
+ASSET_GROUP = "moodle"
+CODE_LOCATION_NAME = "moodle_integration"
+
+# Run tags: how a Dagster run says which target it syncs and who asked for it.
+TAG_TARGET = "moodle/target"
+TAG_TRIGGER = "moodle/trigger"
+TAG_FORCE = "moodle/force"
+TAG_SYNC_RUN_ID = "moodle/sync_run_id"
+
+ALL_JOB_NAMES: tuple[str, ...] = tuple(s.job_name for s in TARGET_SPECS.values()) + (SYNC_ALL_JOB_NAME,)
+
+
+def spec(target: SyncTarget | str) -> TargetSpec:
+    return TARGET_SPECS[SyncTarget.parse(target) if isinstance(target, str) else target]
+
+
+def target_for_job(job_name: str) -> SyncTarget | None:
+    for s in TARGET_SPECS.values():
+        if s.job_name == job_name:
+            return s.target
+    return None
