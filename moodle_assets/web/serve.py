@@ -1,0 +1,126 @@
+"""`moodle-integration serve`: the web process (Dagster UI + our routes) and the daemon.
+
+One command gives a user everything: pending migrations applied, the Dagster UI and the
+admin page on one port, the daemon (sensor, run queue, run monitoring) beside it, and, when
+no MOODLE_URL is set, the bundled Moodle emulator with demo data. Ctrl-C (or SIGTERM)
+stops all of it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+
+import uvicorn
+from dagster import DagsterInstance
+
+from ..dagster_home import WORKSPACE_FILE, prepare_dagster_home
+from ..settings import PROJECT_ROOT, load_settings
+from ..store.migrate import upgrade
+from .app import create_app, workspace_context
+
+log = logging.getLogger(__name__)
+
+DEMO_EMULATOR_PORT = 8089
+DEMO_TOKEN = "demo-moodle-token"  # only ever valid for the local demo emulator
+DAEMON_STOP_TIMEOUT_S = 20
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def start_demo_emulator(stack: ExitStack, *, scale: str = "demo"):
+    """Start the bundled emulator for the demo and point MOODLE_URL/MOODLE_TOKEN at it."""
+    from ..emulator import EmulatorServer
+
+    port = DEMO_EMULATOR_PORT if _port_free("127.0.0.1", DEMO_EMULATOR_PORT) else 0
+    emulator = stack.enter_context(EmulatorServer(scale=scale, token=DEMO_TOKEN, host="127.0.0.1", port=port))
+    os.environ["MOODLE_URL"] = emulator.url
+    os.environ["MOODLE_TOKEN"] = emulator.token
+    return emulator
+
+
+def daemon_command() -> list[str]:
+    executable = Path(sys.executable).with_name("dagster-daemon")
+    return [str(executable), "run", "-w", str(WORKSPACE_FILE)]
+
+
+def start_daemon(stack: ExitStack) -> subprocess.Popen:
+    process = subprocess.Popen(daemon_command(), cwd=PROJECT_ROOT, env=os.environ.copy())
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=DAEMON_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    stack.callback(stop)
+    return process
+
+
+def serve(host: str = "127.0.0.1", port: int = 3000, *, daemon: bool = True, demo: bool | None = None) -> int:
+    settings = load_settings()
+    upgrade(settings.database_url)
+    prepare_dagster_home()
+    with ExitStack() as stack:
+        use_demo = settings.moodle_url is None if demo is None else demo
+        if use_demo:
+            emulator = start_demo_emulator(stack)
+            print(f"demo Moodle emulator: {emulator.url} (MOODLE_URL unset, so the bundled demo site is used)")
+        elif not settings.moodle_token:
+            print("warning: MOODLE_URL is set but MOODLE_TOKEN is not; syncs will fail until it is set", file=sys.stderr)
+        if daemon:
+            start_daemon(stack)
+        instance = stack.enter_context(DagsterInstance.get())
+        context = stack.enter_context(workspace_context(instance, WORKSPACE_FILE))
+        app = create_app(context)
+        print(f"Dagster UI:  http://{host}:{port}/")
+        print(f"Admin page:  http://{host}:{port}/dashboard/admin/integration")
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        server.run()  # returns on Ctrl-C / SIGTERM
+    return 0
+
+
+class BackgroundServer:
+    """The web app served by uvicorn in a thread (tests, and embedding)."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+        if port == 0:
+            with socket.socket() as sock:
+                sock.bind((host, 0))
+                port = sock.getsockname()[1]
+        self.host, self.port = host, port
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> "BackgroundServer":
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("web server failed to start")
+            self.thread.join(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
