@@ -376,6 +376,11 @@ def _synced_at(value: datetime | None) -> datetime:
 
 # Plain machine notation: what Moodle's number field stores ("49.9", "1234.50", "0").
 _PLAIN_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+# "1,234" / "1.234": 1234 with a thousands separator in one locale, 1.234 in another. A
+# wrong guess misprices by a factor of 1000, so such a text is rejected, whichever the
+# separator. Any other evidence settles it: "0,500", "1234.567", "1.2340", "1,234.00",
+# "1 234,567" and "1.234.567" are all unambiguous.
+_AMBIGUOUS = re.compile(r"[1-9][0-9]{0,2}[.,][0-9]{3}", re.ASCII)
 # Characters a human-typed amount may contain: digits, "." and ",", and the grouping
 # marks seen in the wild: space, no-break space, narrow no-break space, thin space,
 # apostrophe and right single quote (Swiss "1'234.50").
@@ -423,6 +428,12 @@ def _parse_price_text(text: str, field_name: str, mid: int | None) -> Decimal | 
     if text[0] == "-":
         negative = True
         text = text[1:]
+    if _AMBIGUOUS.fullmatch(text):
+        raise RowRejected(
+            mid,
+            f"{field_name} {text!r} is ambiguous: a thousands separator or a decimal"
+            " separator; write it without the separator or with a fourth decimal",
+        )
     if _PLAIN_DECIMAL.fullmatch(text):
         return _finish_price(Decimal(text), negative, field_name, mid)
     if len(text) > 64 or not text or not set(text) <= _PRICE_CHARS:
@@ -434,31 +445,11 @@ def _parse_price_text(text: str, field_name: str, mid: int | None) -> Decimal | 
             raise RowRejected(mid, f"{field_name} is not a number: {_describe(text)}")
     elif dots + commas == 0 or dots > 1 or commas > 1:
         decimal_sep = None  # none, or repeated "." / "," = thousands separators only
-    elif dots:
-        # A lone "." is always the decimal point: it is the notation Moodle stores and
-        # every machine format uses, so "1.234" is 1.234, never 1234.
-        decimal_sep = "."
     else:
-        # A lone ",": a decimal comma ("49,90", "0,500", "1234,567"), except when it could
-        # just as well be an English thousands separator: 1-3 digits (no leading zero),
-        # a comma, exactly 3 digits and nothing else ("1,234", "12,500"). That is 1.234 in
-        # German and 1234 in English; a wrong guess misprices by a factor of 1000, so the
-        # row is rejected instead. A space/apostrophe-grouped integer part ("1 234,567")
-        # settles it: the comma is then the decimal comma.
-        whole, frac = text.split(",")
-        if (
-            len(frac) == 3
-            and frac.isdigit()
-            and 1 <= len(whole) <= 3
-            and whole.isdigit()
-            and whole[0] != "0"
-        ):
-            raise RowRejected(
-                mid,
-                f"{field_name} {text!r} is ambiguous: thousands separator or decimal comma;"
-                " write it as 1234 or 1.234",
-            )
-        decimal_sep = ","
+        # One lone "." or ",": the decimal separator ("49.90", "49,90", "0,500",
+        # "1234,567"). The one case where it could just as well be a thousands separator,
+        # 1-3 digits + separator + exactly 3 digits ("1,234", "1.234"), was rejected above.
+        decimal_sep = "." if dots else ","
     if decimal_sep is None:
         whole, frac = text, ""
     else:
@@ -509,11 +500,13 @@ def parse_price(value: Any, *, field_name: str = "price", moodle_id: int | None 
       A ``Decimal`` (from ``json.loads(..., parse_float=Decimal)``) is taken as is.
     * Strings: machine notation (``"49.90"``) or common human notation with one kind of
       thousands separator and a decimal point or comma: ``"1,234.50"``, ``"1.234,50"``,
-      ``"49,90"``, ``"1 234,50"``, ``"1'234.50"``, ``"1.234.567"``. A lone ``.`` is always
-      the decimal point (``"1.234"`` is 1.234). A lone ``,`` followed by exactly three
-      digits after 1-3 digits (``"1,234"``) is **rejected as ambiguous** (1234 in English,
-      1.234 in German; a wrong guess misprices by 1000x). No signs other than a leading
-      ``-`` (rejected unless the value is zero), no exponents, no currency symbols.
+      ``"49,90"``, ``"1 234,50"``, ``"1'234.50"``, ``"1.234.567"``. A lone ``.`` or ``,``
+      is the decimal separator, **except** 1-3 digits + separator + exactly 3 digits
+      (``"1,234"``, ``"1.234"``, ``"12,500"``), which is **rejected as ambiguous**: it is
+      1234 in one locale and 1.234 in another, and a wrong guess misprices by 1000x.
+      Moodle's number field sends a JSON number, never such a text, so only hand-typed
+      text fields can hit this. No signs other than a leading ``-`` (rejected unless the
+      value is zero), no exponents, no currency symbols.
     * Rejected with a reason (``RowRejected``): negatives, NaN, infinities, booleans,
       other types, garbage, more than ``PRICE_MAX_SCALE`` decimal places or
       ``PRICE_MAX_INTEGER_DIGITS`` integer digits (the store's NUMERIC(18, 4)).
