@@ -102,6 +102,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# The errors live in resources/moodle_errors.py but their public home is this module: make
+# tracebacks and Dagster's run logs say ``resources.moodle.MoodleAuthenticationError``.
+for _cls in (
+    MoodleError, MoodleAuthenticationError, MoodleAccessError, MoodleInvalidParameterError, MoodleMissingRecordError,
+    MoodleWebServicesDisabledError, MoodleRateLimitedError, MoodleTransientError, MoodleUnknownError,
+    MoodleUnexpectedWarningsError,
+):
+    _cls.__module__ = __name__
+
 ENDPOINT_PATH = "/webservice/rest/server.php"
 
 # Environment variables and defaults (design.md "Contract: environment variables").

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +52,7 @@ class Seen:
     query: list[tuple[str, str]]
     form: list[tuple[str, str]]
     raw_path: str
+    t: float = 0.0  # time.time() when the request was read
 
 
 class ReplayServer:
@@ -77,7 +79,7 @@ class ReplayServer:
                 with outer.lock:
                     outer.seen.append(
                         Seen(self.command, parts.path, parse_qsl(parts.query, keep_blank_values=True),
-                             parse_qsl(body, keep_blank_values=True), self.path)
+                             parse_qsl(body, keep_blank_values=True), self.path, time.time())
                     )
                     reply = outer.queue.popleft() if outer.queue else outer.default
                 data = reply.body.encode() if isinstance(reply.body, str) else reply.body
