@@ -26,6 +26,18 @@ REAL_FIXTURES = SHARED / "real-moodle" / "fixtures"
 SECRET_TOKEN = "5ec4e7c0ffee0123456789abcdeffeed"
 
 
+def assert_token_free(exc: BaseException) -> None:
+    """The token is in no text reachable from the exception (message, args, repr, chains)."""
+    seen = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        for text in (str(node), repr(node), repr(node.args), repr(getattr(node, "__dict__", {}))):
+            assert SECRET_TOKEN not in text
+            assert "wstoken=5ec" not in text
+        node = node.__cause__ or node.__context__
+
+
 def load_real_fixture(name: str) -> dict:
     return json.loads((REAL_FIXTURES / f"{name}.json").read_text())
 

@@ -9,7 +9,7 @@ import json
 import pickle
 
 import pytest
-from conftest import REAL_FIXTURES, SECRET_TOKEN, Reply, load_real_fixture, real_fixture_names
+from conftest import REAL_FIXTURES, SECRET_TOKEN, Reply, assert_token_free, load_real_fixture, real_fixture_names
 
 from resources.moodle import (
     MoodleAccessError,
@@ -36,18 +36,6 @@ BY_ERRORCODE = {
     "accessexception": MoodleAccessError,
     "invalidparameter": MoodleInvalidParameterError,
 }
-
-
-def assert_token_free(exc: BaseException) -> None:
-    """The token is in no text reachable from the exception (message, args, repr, chains)."""
-    seen = set()
-    node: BaseException | None = exc
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        for text in (str(node), repr(node), repr(node.args), repr(getattr(node, "__dict__", {}))):
-            assert SECRET_TOKEN not in text
-            assert "wstoken=5ec" not in text
-        node = node.__cause__ or node.__context__
 
 
 def expected_class(fx: dict):
