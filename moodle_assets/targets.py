@@ -80,7 +80,8 @@ CODE_LOCATION_NAME = "moodle_integration"
 TAG_TARGET = "moodle/target"
 TAG_TRIGGER = "moodle/trigger"
 TAG_FORCE = "moodle/force"
-TAG_SYNC_RUN_ID = "moodle/sync_run_id"
+# JSON {target: integration_sync_run.id} of rows claimed before launch (HTTP trigger, admin page, CLI).
+TAG_SYNC_RUN_IDS = "moodle/sync_run_ids"
 
 ALL_JOB_NAMES: tuple[str, ...] = tuple(s.job_name for s in TARGET_SPECS.values()) + (SYNC_ALL_JOB_NAME,)
 

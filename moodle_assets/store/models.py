@@ -71,13 +71,14 @@ class IntegrationSyncRun(Base):
         CheckConstraint(_in("trigger", SYNC_TRIGGERS), name="trigger_known"),
         Index("ix_integration_sync_run_target_started_at", "target", "started_at"),
         # At most one RUNNING row per target: the database itself refuses an overlap, so
-        # two concurrent triggers can never both start a sync of the same target.
+        # two concurrent triggers can never both start a sync of the same target. Only an
+        # explicit --force (forced = true) may run beside another.
         Index(
             "uq_integration_sync_run_one_running",
             "target",
             unique=True,
-            sqlite_where=text("status = 'RUNNING'"),
-            postgresql_where=text("status = 'RUNNING'"),
+            sqlite_where=text("status = 'RUNNING' AND NOT forced"),
+            postgresql_where=text("status = 'RUNNING' AND NOT forced"),
         ),
     )
 

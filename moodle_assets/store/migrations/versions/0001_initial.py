@@ -69,7 +69,7 @@ def upgrade() -> None:
     with op.batch_alter_table('integration_sync_run', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_integration_sync_run_dagster_run_id'), ['dagster_run_id'], unique=False)
         batch_op.create_index('ix_integration_sync_run_target_started_at', ['target', 'started_at'], unique=False)
-        batch_op.create_index('uq_integration_sync_run_one_running', ['target'], unique=True, sqlite_where=sa.text("status = 'RUNNING'"), postgresql_where=sa.text("status = 'RUNNING'"))
+        batch_op.create_index('uq_integration_sync_run_one_running', ['target'], unique=True, sqlite_where=sa.text("status = 'RUNNING' AND NOT forced"), postgresql_where=sa.text("status = 'RUNNING' AND NOT forced"))
 
     op.create_table('users',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -163,7 +163,7 @@ def downgrade() -> None:
     op.drop_table('course_catalog')
     op.drop_table('users')
     with op.batch_alter_table('integration_sync_run', schema=None) as batch_op:
-        batch_op.drop_index('uq_integration_sync_run_one_running', sqlite_where=sa.text("status = 'RUNNING'"), postgresql_where=sa.text("status = 'RUNNING'"))
+        batch_op.drop_index('uq_integration_sync_run_one_running', sqlite_where=sa.text("status = 'RUNNING' AND NOT forced"), postgresql_where=sa.text("status = 'RUNNING' AND NOT forced"))
         batch_op.drop_index('ix_integration_sync_run_target_started_at')
         batch_op.drop_index(batch_op.f('ix_integration_sync_run_dagster_run_id'))
 

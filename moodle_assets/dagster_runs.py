@@ -1,0 +1,25 @@
+"""Small bridges between Dagster's instance and the sync history."""
+from __future__ import annotations
+
+from dagster import DagsterInstance, DagsterRunStatus
+
+from .store.sync_runs import OVER, QUEUED, RUNNING
+
+_QUEUED = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.MANAGED}
+_OVER = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
+
+
+def run_state_checker(instance: DagsterInstance):
+    """A `RunStateCheck` backed by the Dagster instance."""
+
+    def check(dagster_run_id: str) -> str | None:
+        run = instance.get_run_by_id(dagster_run_id)
+        if run is None:
+            return OVER  # deleted, or never created: nobody is working on it
+        if run.status in _OVER:
+            return OVER
+        if run.status in _QUEUED:
+            return QUEUED
+        return RUNNING
+
+    return check

@@ -1,0 +1,386 @@
+"""Idempotent bulk writes of mapped Moodle records, the same code on SQLite and PostgreSQL.
+
+Each `apply_*` function runs inside the caller's transaction (one per target) and:
+- inserts rows new to the store, updates rows whose values changed, and leaves identical rows
+  untouched: a re-sync with nothing changed in Moodle writes nothing at all (`synced_at` is
+  the time a sync last *wrote* the row, not the time it was last seen);
+- marks rows that disappeared from Moodle `is_active = false` (never deletes), only within the
+  scope the caller says was fetched completely;
+- refuses, through `DeactivationGuard`, to deactivate more than a set share of the active
+  rows in one run, so a Moodle permission glitch that returns empty lists cannot wipe a table.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from .models import CourseCatalog, CourseCategory, User, UserCourseEnrollment
+
+CATEGORY_FIELDS = ("name", "parent_moodle_category_id", "path", "depth", "sort_order", "is_visible")
+COURSE_FIELDS = (
+    "category_id", "moodle_category_id", "shortname", "fullname", "summary", "summary_format",
+    "id_number", "is_visible", "start_at", "end_at", "price", "currency",
+)
+USER_FIELDS = ("email", "username", "first_name", "last_name", "id_number", "is_suspended", "last_access_at")
+ENROLLMENT_FIELDS = ("moodle_user_id", "moodle_course_id", "is_active", "roles", "last_access_at")
+
+# SQLite allows 32766 bound parameters per statement; stay well below with IN lists.
+IN_CHUNK = 900
+
+
+class MassDeactivationRefused(RuntimeError):
+    """Too many active rows would be deactivated at once; nothing was written."""
+
+
+@dataclass(frozen=True)
+class DeactivationGuard:
+    """Refuse to deactivate more than `max_fraction` of a table's active rows in one run.
+
+    Small tables get slack: up to `min_rows` deactivations always pass (removing 2 of 6
+    courses is a normal day, not a glitch).
+    """
+
+    max_fraction: float = 0.25
+    min_rows: int = 10
+    setting_name: str = "MOODLE_SYNC_MAX_DEACTIVATE_FRACTION"
+
+    def check(self, label: str, to_deactivate: int, active: int) -> None:
+        if to_deactivate <= self.min_rows or active == 0:
+            return
+        if to_deactivate / active > self.max_fraction:
+            raise MassDeactivationRefused(
+                f"refusing to mark {to_deactivate} of {active} active {label} inactive in one run "
+                f"({to_deactivate / active:.0%} > the {self.max_fraction:.0%} limit); nothing was written. "
+                f"If Moodle really removed them, set {self.setting_name} higher for one run; if not, check the "
+                "token's permissions (a missing capability makes Moodle return empty lists)."
+            )
+
+
+@dataclass
+class ApplyResult:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deactivated: int = 0
+    rejected: list[tuple[int | None, str]] = field(default_factory=list)
+    unmatched: int = 0
+
+    def add(self, other: "ApplyResult") -> "ApplyResult":
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deactivated += other.deactivated
+        self.rejected.extend(other.rejected)
+        self.unmatched += other.unmatched
+        return self
+
+
+def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _same(old: Any, new: Any) -> bool:
+    # Decimal('49.9000') == Decimal('49.90'); aware datetimes compare by instant.
+    return old == new and (old is None) == (new is None)
+
+
+def _diff_keyed(
+    session: Session,
+    model: Any,
+    key_name: str,
+    fields: Sequence[str],
+    desired: Mapping[Any, Mapping[str, Any]],
+    *,
+    scope: Any = None,
+    now: datetime,
+    insert_extra: Mapping[str, Any] | None = None,
+    keep: Iterable[Any] | None = None,
+) -> tuple[ApplyResult, list[int], int]:
+    """Insert/update `desired` (key -> column values) against the rows in `scope`.
+
+    Returns the result, the ids of active rows in scope that Moodle no longer has (not yet
+    deactivated: the caller applies the guard first), and the number of active rows in scope.
+    Keys in `keep` (rows Moodle still lists but that were rejected as malformed) are never
+    counted as gone: a bad row leaves the stored one as it was. `keep=None` with
+    `complete=False`-style callers can pass every key to disable deactivation.
+    """
+    keep_keys = set(keep or ())
+    key_col = getattr(model, key_name)
+    columns = [model.id, key_col, model.is_active] + [getattr(model, f) for f in fields]
+    query = select(*columns)
+    if scope is not None:
+        query = query.where(scope)
+    existing: dict[Any, tuple] = {row[1]: tuple(row) for row in session.execute(query)}
+    result = ApplyResult()
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for key, values in desired.items():
+        row = existing.get(key)
+        if row is None:
+            record = {key_name: key, **values, "is_active": values.get("is_active", True), "synced_at": now}
+            if insert_extra:
+                record.update(insert_extra)
+            inserts.append(record)
+            continue
+        wanted_active = values.get("is_active", True)
+        changed = row[2] != wanted_active or any(not _same(row[3 + i], values[f]) for i, f in enumerate(fields))
+        if changed:
+            updates.append({"id": row[0], **{f: values[f] for f in fields}, "is_active": wanted_active, "synced_at": now})
+        else:
+            result.unchanged += 1
+    if inserts:
+        session.execute(insert(model), inserts)
+    if updates:
+        session.execute(update(model), updates)
+    result.inserted = len(inserts)
+    result.updated = len(updates)
+    active_in_scope = sum(1 for row in existing.values() if row[2])
+    gone = [row[0] for key, row in existing.items() if row[2] and key not in desired and key not in keep_keys]
+    return result, gone, active_in_scope
+
+
+def _deactivate(session: Session, model: Any, ids: Sequence[int], now: datetime) -> int:
+    for chunk in _chunks(list(ids)):
+        session.execute(update(model).where(model.id.in_(chunk)).values(is_active=False, synced_at=now))
+    return len(ids)
+
+
+# --- categories -----------------------------------------------------------------------------
+
+
+def apply_categories(
+    session: Session, records: Sequence[Any], *, now: datetime, guard: DeactivationGuard, keep: Iterable[int] = ()
+) -> ApplyResult:
+    desired = {r.moodle_category_id: {f: getattr(r, f) for f in CATEGORY_FIELDS} for r in records}
+    result, gone, active = _diff_keyed(
+        session, CourseCategory, "moodle_category_id", CATEGORY_FIELDS, desired, now=now, keep=keep
+    )
+    guard.check("categories", len(gone), active)
+    result.deactivated = _deactivate(session, CourseCategory, gone, now)
+    return result
+
+
+def category_ids(session: Session) -> dict[int, int]:
+    return dict(session.execute(select(CourseCategory.moodle_category_id, CourseCategory.id)).all())
+
+
+# --- courses --------------------------------------------------------------------------------
+
+
+def apply_courses(
+    session: Session, records: Sequence[Any], *, now: datetime, guard: DeactivationGuard, keep: Iterable[int] = ()
+) -> tuple[ApplyResult, int]:
+    """Upsert courses; deactivate courses gone from Moodle and their enrollments.
+
+    Returns the result and the number of enrollments deactivated with their course.
+    """
+    categories = category_ids(session)
+    desired: dict[int, dict[str, Any]] = {}
+    for r in records:
+        values = {f: getattr(r, f) for f in COURSE_FIELDS if f != "category_id"}
+        values["category_id"] = categories.get(r.moodle_category_id) if r.moodle_category_id is not None else None
+        desired[r.moodle_course_id] = values
+    result, gone, active = _diff_keyed(
+        session, CourseCatalog, "moodle_course_id", COURSE_FIELDS, desired, now=now, keep=keep
+    )
+    guard.check("courses", len(gone), active)
+    result.deactivated = _deactivate(session, CourseCatalog, gone, now)
+    enrollments_closed = deactivate_enrollments_of_courses(session, gone, now=now)
+    return result, enrollments_closed
+
+
+def deactivate_enrollments_of_courses(session: Session, course_ids: Sequence[int], *, now: datetime) -> int:
+    closed = 0
+    for chunk in _chunks(list(course_ids)):
+        closed += session.execute(
+            update(UserCourseEnrollment)
+            .where(UserCourseEnrollment.course_id.in_(chunk), UserCourseEnrollment.is_active.is_(True))
+            .values(is_active=False, synced_at=now)
+        ).rowcount
+    return closed
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+def apply_users(
+    session: Session, records: Sequence[Any], *, now: datetime, guard: DeactivationGuard, listed: Iterable[int] | None = None
+) -> ApplyResult:
+    """Upsert users keyed on the Moodle id; link a local user by email; never merge two Moodle ids.
+
+    - A local row with the Moodle id is updated (a changed email follows it).
+    - Else a local row with the same email and no Moodle id is linked (gets the Moodle id).
+    - Else a new row is inserted.
+    - An email that belongs to another Moodle id (locally, and not being released in this
+      batch) rejects the row with that reason.
+    - A user is deactivated only when Moodle no longer lists its id (`listed`): a row that was
+      rejected, or not returned by id, keeps its stored values.
+    """
+    rows = session.execute(select(User.id, User.moodle_user_id, User.email, User.is_active, *[getattr(User, f) for f in USER_FIELDS if f != "email"])).all()
+    by_moodle: dict[int, Any] = {}
+    by_email: dict[str, Any] = {}
+    for row in rows:
+        if row.moodle_user_id is not None:
+            by_moodle[row.moodle_user_id] = row
+        if row.email is not None:
+            by_email[row.email] = row
+    # Emails held locally by Moodle users in this batch who are changing away from them are
+    # free to be taken by another user in the same batch.
+    batch_emails = {r.moodle_user_id: r.email for r in records}
+    result = ApplyResult()
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    email_changes: list[int] = []
+    claimed: dict[str, int] = {}
+    for r in records:
+        values = {f: getattr(r, f) for f in USER_FIELDS}
+        current = by_moodle.get(r.moodle_user_id)
+        if r.email is not None:
+            holder = by_email.get(r.email)
+            owner = claimed.get(r.email)
+            if owner is not None and owner != r.moodle_user_id:
+                result.rejected.append((r.moodle_user_id, f"email {r.email} is also used by Moodle user {owner}"))
+                continue
+            if holder is not None and (current is None or holder.id != current.id):
+                holder_moodle = holder.moodle_user_id
+                releasing = holder_moodle is not None and holder_moodle in batch_emails and batch_emails[holder_moodle] != r.email
+                if holder_moodle is not None and not releasing:
+                    result.rejected.append(
+                        (r.moodle_user_id, f"email {r.email} is already linked to Moodle user {holder_moodle}; not merged")
+                    )
+                    continue
+                if current is None and holder_moodle is None:
+                    # Link the existing local user to this Moodle account.
+                    updates.append({"id": holder.id, "moodle_user_id": r.moodle_user_id, **values, "is_active": True, "synced_at": now})
+                    claimed[r.email] = r.moodle_user_id
+                    by_moodle[r.moodle_user_id] = holder
+                    continue
+                if current is not None and holder_moodle is None:
+                    result.rejected.append(
+                        (r.moodle_user_id, f"email {r.email} belongs to another local user (id {holder.id}); not merged")
+                    )
+                    continue
+            claimed[r.email] = r.moodle_user_id
+        if current is None:
+            inserts.append({"moodle_user_id": r.moodle_user_id, **values, "is_active": True, "synced_at": now})
+            continue
+        old = current._mapping
+        changed = not old["is_active"] or any(not _same(old[f], values[f]) for f in USER_FIELDS)
+        if changed:
+            if old["email"] != values["email"]:
+                email_changes.append(current.id)
+            updates.append({"id": current.id, **values, "is_active": True, "synced_at": now})
+        else:
+            result.unchanged += 1
+    seen = {r.moodle_user_id for r in records} | set(listed or ())
+    gone = [row.id for m, row in by_moodle.items() if row.is_active and m not in seen and row.moodle_user_id is not None]
+    active = sum(1 for row in rows if row.is_active and row.moodle_user_id is not None)
+    guard.check("users", len(gone), active)
+    # Free the old emails first so swaps within one batch do not trip the unique constraint.
+    for chunk in _chunks(email_changes):
+        session.execute(update(User).where(User.id.in_(chunk)).values(email=None))
+    if updates:
+        session.execute(update(User), updates)
+    if inserts:
+        session.execute(insert(User), inserts)
+    result.inserted = len(inserts)
+    result.updated = len(updates)
+    result.deactivated = _deactivate(session, User, gone, now)
+    return result
+
+
+def user_ids(session: Session) -> dict[int, int]:
+    return dict(
+        session.execute(select(User.moodle_user_id, User.id).where(User.moodle_user_id.is_not(None))).all()
+    )
+
+
+# --- enrollments ----------------------------------------------------------------------------
+
+
+@dataclass
+class EnrollmentScope:
+    """Counts for the whole enrollments target, so the guard sees the run as a whole."""
+
+    gone_ids: list[int] = field(default_factory=list)
+    active_before: int = 0
+
+
+def apply_course_enrollments(
+    session: Session,
+    course_id: int,
+    records: Iterable[Any],
+    *,
+    users: Mapping[int, int],
+    now: datetime,
+    scope: EnrollmentScope,
+    keep_moodle_users: Iterable[int] = (),
+) -> ApplyResult:
+    """Upsert one course's enrollment snapshot; collect (not yet apply) what disappeared.
+
+    `keep_moodle_users`: users whose rows were rejected in this course; their stored
+    enrollment is left as it was.
+    """
+    desired: dict[int, dict[str, Any]] = {}
+    keep = {users[m] for m in keep_moodle_users if m in users}
+    unmatched = 0
+    for r in records:
+        user_id = users.get(r.moodle_user_id)
+        if user_id is None:
+            unmatched += 1
+            continue
+        desired[user_id] = {f: getattr(r, f) for f in ENROLLMENT_FIELDS}
+    result, gone, active = _diff_keyed(
+        session,
+        UserCourseEnrollment,
+        "user_id",
+        ENROLLMENT_FIELDS,
+        desired,
+        scope=UserCourseEnrollment.course_id == course_id,
+        now=now,
+        insert_extra={"course_id": course_id, "first_seen_at": now},
+        keep=keep,
+    )
+    result.unmatched = unmatched
+    scope.gone_ids.extend(gone)
+    scope.active_before += active
+    return result
+
+
+def finish_enrollments(session: Session, scope: EnrollmentScope, *, now: datetime, guard: DeactivationGuard) -> int:
+    guard.check("enrollments", len(scope.gone_ids), scope.active_before)
+    return _deactivate(session, UserCourseEnrollment, scope.gone_ids, now)
+
+
+def active_courses(session: Session) -> list[tuple[int, int]]:
+    """(local id, Moodle id) of the active catalog courses, in Moodle id order."""
+    return [
+        (row.id, row.moodle_course_id)
+        for row in session.execute(
+            select(CourseCatalog.id, CourseCatalog.moodle_course_id)
+            .where(CourseCatalog.is_active.is_(True))
+            .order_by(CourseCatalog.moodle_course_id)
+        )
+    ]
+
+
+def deactivate_enrollments_of_inactive_courses(session: Session, *, now: datetime) -> int:
+    inactive = select(CourseCatalog.id).where(CourseCatalog.is_active.is_(False))
+    return session.execute(
+        update(UserCourseEnrollment)
+        .where(UserCourseEnrollment.course_id.in_(inactive), UserCourseEnrollment.is_active.is_(True))
+        .values(is_active=False, synced_at=now)
+    ).rowcount
+
+
+def table_counts(session: Session) -> dict[str, int]:
+    return {
+        model.__tablename__: session.scalar(select(func.count()).select_from(model)) or 0
+        for model in (CourseCategory, CourseCatalog, User, UserCourseEnrollment)
+    }

