@@ -77,3 +77,56 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: the tests expect the project's shared/ folder beside the repository")
     return path
+
+
+# --- the Moodle emulator and Dagster instance, real and local ------------------------------
+
+EMULATOR_TOKEN = "emulator-test-token-5f1c"
+
+
+@pytest.fixture
+def emulator():
+    """The bundled emulator serving the real capture site's dataset on a free port."""
+    from moodle_assets.emulator import EmulatorServer
+
+    with EmulatorServer(scale="real", token=EMULATOR_TOKEN, port=0) as emu:
+        yield emu
+
+
+@pytest.fixture
+def app_env(emulator, monkeypatch, tmp_path):
+    """Environment of a fully configured deployment: emulator as Moodle, SQLite app DB in tmp."""
+    monkeypatch.setenv("MOODLE_URL", emulator.url)
+    monkeypatch.setenv("MOODLE_TOKEN", emulator.token)
+    monkeypatch.setenv("MOODLE_INTEGRATION_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'data' / 'app.sqlite3'}")
+    monkeypatch.setenv("MOODLE_RATE_LIMIT_BASE_DELAY_MS", "10")
+    monkeypatch.setenv("MOODLE_RATE_LIMIT_MAX_DELAY_MS", "50")
+    return emulator
+
+
+def write_dagster_home(path: Path, *, run_coordinator: str = "queued") -> Path:
+    """A DAGSTER_HOME with the project's dagster.yaml, or with the immediate coordinator.
+
+    `queued` is what `serve` uses (runs wait for the daemon); `immediate` launches runs in a
+    subprocess at once, for tests that do not run the daemon.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    config = (REPO_ROOT / "dagster.yaml").read_text()
+    if run_coordinator == "immediate":
+        start = config.index("run_coordinator:")
+        end = config.index("\nrun_monitoring:")
+        config = (
+            config[:start]
+            + "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+            + config[end:]
+        )
+    (path / "dagster.yaml").write_text(config)
+    return path
+
+
+@pytest.fixture
+def dagster_home(tmp_path, monkeypatch):
+    home = write_dagster_home(tmp_path / "dagster_home", run_coordinator="immediate")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
