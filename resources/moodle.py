@@ -402,7 +402,7 @@ class MoodleClient:
         self.metrics = ClientMetrics()
         self._sleep = sleep
         self._rng = rng
-        self.throttle = HostThrottle(self.settings.url, self.settings.effective_rps, self.settings.throttle_dir, sleep=sleep)
+        self.throttle = HostThrottle(self.settings.url, self.settings.effective_rps, self.settings.throttle_dir)
         self._session = requests.Session()
         self._session.cookies.set_policy(_NoCookies())
         self._session.trust_env = True

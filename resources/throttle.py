@@ -41,7 +41,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-_STATE = struct.Struct("<d")
+# (TAT, last actual start): see acquire().
+_STATE = struct.Struct("<dd")
 DEFAULT_DIR_NAME = "moodle-integration-throttle"
 
 
@@ -87,18 +88,21 @@ class HostThrottle:
     def enabled(self) -> bool:
         return self.rate > 0
 
-    def _update(self, fn: Callable[[float, float], tuple[float, float]]) -> float:
-        """Under the exclusive lock: read TAT, ``(new_tat, result) = fn(tat, now)``, write."""
+    def _update(self, fn: Callable[[float, float, float], tuple[float, float, float]]) -> float:
+        """Under the exclusive lock: read (TAT, last start), ``fn(tat, last, now)`` →
+        ``(new_tat, new_last, result)``, write them back, return ``result``."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             raw = os.pread(fd, _STATE.size, 0)
             now = self._clock()
-            tat = _STATE.unpack(raw)[0] if len(raw) == _STATE.size else 0.0
+            tat, last = _STATE.unpack(raw) if len(raw) == _STATE.size else (0.0, 0.0)
             if not tat == tat or tat > now + self._max_ahead:  # NaN or clock jumped back
                 tat = now
-            new_tat, result = fn(tat, now)
-            os.pwrite(fd, _STATE.pack(new_tat), 0)
+            if not last == last or last > now + self._max_ahead:
+                last = 0.0
+            new_tat, new_last, result = fn(tat, last, now)
+            os.pwrite(fd, _STATE.pack(new_tat, new_last), 0)
             return result
         finally:
             os.close(fd)  # closing releases the flock
@@ -109,18 +113,45 @@ class HostThrottle:
             return 0.0
         interval = self.interval
 
-        def step(tat: float, now: float) -> tuple[float, float]:
+        def step(tat: float, last: float, now: float) -> tuple[float, float, float]:
             start = max(now, tat)
-            return start + interval, start - now
+            return start + interval, last, start - now
+
+        return self._update(step)
+
+    def _claim_start(self) -> float:
+        """Record ``now`` as an actual start unless the previous actual start was less than
+        one interval ago; return the extra wait needed (0 when claimed)."""
+        interval = self.interval
+
+        def step(tat: float, last: float, now: float) -> tuple[float, float, float]:
+            earliest = last + interval
+            if now + 1e-4 < earliest:
+                return tat, last, earliest - now
+            return tat, now, 0.0
 
         return self._update(step)
 
     def acquire(self) -> float:
-        """Block until this caller may send one request; return the seconds spent waiting."""
+        """Block until this caller may send one request; return the seconds spent waiting.
+
+        Phase 1 reserves a slot on the even grid (FIFO order, sleeping outside the lock).
+        Phase 2 checks the *actual* start of the previous request: if a predecessor overslept
+        its slot (scheduler jitter on a busy host), this caller waits for the remainder, so
+        actual starts are never closer than one interval — a strict proxy bucket (burst 1)
+        sees no pair of requests closer than the allowed rate.
+        """
+        if not self.enabled:
+            return 0.0
+        waited = 0.0
         wait = self.reserve()
-        if wait > 0:
-            self._sleep(wait)
-        return wait
+        while True:
+            if wait > 0:
+                self._sleep(wait)
+                waited += wait
+            wait = self._claim_start()
+            if wait <= 0:
+                return waited
 
     def penalize(self, seconds: float) -> None:
         """Make every caller on the host wait at least ``seconds`` from now (server said so)."""
@@ -128,7 +159,7 @@ class HostThrottle:
             return
         seconds = min(seconds, self._max_ahead)
 
-        def step(tat: float, now: float) -> tuple[float, float]:
-            return max(tat, now + seconds), 0.0
+        def step(tat: float, last: float, now: float) -> tuple[float, float, float]:
+            return max(tat, now + seconds), max(last, now + seconds - self.interval), 0.0
 
         self._update(step)
