@@ -20,6 +20,46 @@ STREAM_THRESHOLD = 2000
 _BATCH = 500
 
 
+class LazyRows:
+    """A list of rows built on demand from ``keys`` (e.g. user ids) by ``build``.
+
+    Handlers return this for results that can be huge (all users of a site) so that the
+    rows are created batch by batch while streaming, never all at once.
+    """
+
+    __slots__ = ("keys", "build")
+
+    def __init__(self, keys: list, build) -> None:
+        self.keys = keys
+        self.build = build
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __iter__(self):
+        build = self.build
+        for k in self.keys:
+            yield build(k)
+
+    def __getitem__(self, item):
+        if isinstance(item, slice):
+            return [self.build(k) for k in self.keys[item]]
+        return self.build(self.keys[item])
+
+    def __eq__(self, other):
+        return list(self) == other
+
+
+def rows(keys: list, build):
+    """Materialised list when small, LazyRows when large."""
+    if len(keys) <= STREAM_THRESHOLD:
+        return [build(k) for k in keys]
+    return LazyRows(keys, build)
+
+
+_LISTS = (list, LazyRows)
+
+
 def php_json(value) -> str:
     return _encoder.encode(value).replace("/", "\\/")
 
@@ -28,7 +68,7 @@ def php_json_bytes(value) -> bytes:
     return php_json(value).encode("ascii")
 
 
-def _iter_list(items: list) -> Iterator[bytes]:
+def _iter_list(items) -> Iterator[bytes]:
     yield b"["
     for start in range(0, len(items), _BATCH):
         part = ",".join(php_json(x) for x in items[start:start + _BATCH])
@@ -37,16 +77,17 @@ def _iter_list(items: list) -> Iterator[bytes]:
 
 
 def is_large(value) -> bool:
-    if isinstance(value, list):
-        return len(value) > STREAM_THRESHOLD
+    if isinstance(value, _LISTS):
+        return isinstance(value, LazyRows) or len(value) > STREAM_THRESHOLD
     if isinstance(value, dict):
-        return any(isinstance(v, list) and len(v) > STREAM_THRESHOLD for v in value.values())
+        return any(isinstance(v, _LISTS) and (isinstance(v, LazyRows) or len(v) > STREAM_THRESHOLD)
+                   for v in value.values())
     return False
 
 
 def iter_php_json(value) -> Iterator[bytes]:
     """Yield the PHP-style JSON encoding of ``value`` in pieces (same bytes as php_json)."""
-    if isinstance(value, list):
+    if isinstance(value, _LISTS):
         yield from _iter_list(value)
         return
     if isinstance(value, dict):
@@ -55,7 +96,7 @@ def iter_php_json(value) -> Iterator[bytes]:
         for k, v in value.items():
             yield ((("" if first else ",") + php_json(str(k)) + ":").encode("ascii"))
             first = False
-            if isinstance(v, list):
+            if isinstance(v, _LISTS):
                 yield from _iter_list(v)
             else:
                 yield php_json_bytes(v)
@@ -80,7 +121,7 @@ def _xml_value(value, out: list[str], keys_hint: dict | None = None) -> None:
             _xml_value(value.get(k), out, (keys_hint or {}).get(k))
             out.append("</KEY>\n")
         out.append("</SINGLE>\n")
-    elif isinstance(value, list):
+    elif isinstance(value, _LISTS):
         out.append("<MULTIPLE>\n")
         for item in value:
             _xml_value(item, out, keys_hint)

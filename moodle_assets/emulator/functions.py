@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from . import errors
+from .encoding import rows
 from .dataset import (ACTIVE, CONTACT_MASK, ROLES, SITE_COURSE_ID, VIEW_HIDDEN_MASK, Course, Dataset,
                       format_string)
 from .params import DEFAULT, OPTIONAL, Multiple, Single, Value, php_intval
@@ -453,7 +454,7 @@ def get_users(ctx: Ctx, args: dict):
             ids = [x for x in ids if col[x - 1] == value]
             if key == "idnumber" and not ctx.can_update:
                 ids = []
-    users = [] if ctx.empty_lists else [user_details(ctx, x) for x in ids]
+    users = [] if ctx.empty_lists else rows(ids, lambda x: user_details(ctx, x))
     return {"users": users, "warnings": warnings}, (len(users), None)
 
 
@@ -483,7 +484,7 @@ def get_users_by_field(ctx: Ctx, args: dict):
     ids = sorted(found)
     if field == "email":
         ids = [x for x in ids if u.email[x - 1]]
-    out = [] if ctx.empty_lists else [user_details(ctx, x) for x in ids]
+    out = [] if ctx.empty_lists else rows(ids, lambda x: user_details(ctx, x))
     return out, (len(out), None)
 
 
@@ -621,16 +622,16 @@ def get_enrolled_users(ctx: Ctx, args: dict):
     users = ds.users
     if courseid == SITE_COURSE_ID:
         # site course: every user on the site, no roles, no enrolment status
-        rows = [(uid, 0, 0) for uid in users.ids()] if not onlysuspended else []
+        found = [(uid, 0, 0) for uid in users.ids()] if not onlysuspended else []
     else:
         ce = ds.enrolments[courseid]
         exists = users.exists
-        rows = [
+        found = [
             (u, r, a) for u, r, s, a in zip(ce.users, ce.roles, ce.status, ce.lastaccess)
             if exists(u) and (not onlyactive or s == ACTIVE) and (not onlysuspended or s != ACTIVE)
         ]
     if groupid:
-        rows = []  # no groups exist in the emulated site
+        found = []  # no groups exist in the emulated site
     if sortby != "id" or sortdir == "DESC":
         fnc, lnc = users.firstname, users.lastname
         keyf = {
@@ -639,12 +640,12 @@ def get_enrolled_users(ctx: Ctx, args: dict):
             "lastname": lambda r: (lnc[r[0] - 1], r[0]),
             "siteorder": lambda r: (lnc[r[0] - 1], fnc[r[0] - 1], r[0]),
         }[sortby]
-        rows.sort(key=keyf, reverse=sortdir == "DESC")
+        found.sort(key=keyf, reverse=sortdir == "DESC")
     limitfrom = max(limitfrom, 0)
     limitnumber = max(limitnumber, 0)
     if limitfrom or limitnumber:
-        rows = rows[limitfrom:limitfrom + limitnumber] if limitnumber else rows[limitfrom:]
-    out = [] if ctx.empty_lists else [enrolled_user(ctx, u, r, a, fields) for u, r, a in rows]
+        found = found[limitfrom:limitfrom + limitnumber] if limitnumber else found[limitfrom:]
+    out = [] if ctx.empty_lists else rows(found, lambda t: enrolled_user(ctx, t[0], t[1], t[2], fields))
     return out, (len(out), fields)
 
 
@@ -690,8 +691,6 @@ def get_users_courses(ctx: Ctx, args: dict):
 
 
 # ------------------------------------------------------------------ registry
-
-_CRITERIA = Multiple(Single({"key": Value("alpha"), "value": Value("raw")}), DEFAULT, [])
 
 FUNCTIONS = {
     "core_webservice_get_site_info": (

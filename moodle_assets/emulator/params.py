@@ -134,7 +134,7 @@ def clean_param(value: str, ptype: str):
             return 1
         if v in ("off", "no", "false", ""):
             return 0
-        return 1 if re.match(r"\s*[+-]?\d", value) and php_intval(value) else (0 if re.match(r"\s*[+-]?\d", value) else 1)
+        return 1 if php_intval(value) else 0
     if ptype == "alpha":
         return re.sub(r"[^a-zA-Z]", "", value)
     if ptype == "alphanumext":
