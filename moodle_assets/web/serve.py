@@ -53,6 +53,25 @@ def start_demo_emulator(stack: ExitStack, *, scale: str = "demo"):
     return emulator
 
 
+DEMO_FREQUENCIES = {"COURSE_CATALOG": 60, "USER_DIRECTORY": 30, "ENROLLMENTS": 15}
+
+
+def enable_demo_schedule(database_url: str) -> list[str]:
+    """Turn the schedule on for the demo, once: only targets nobody has configured yet."""
+    from schedules.config_table import list_configs, update_config
+
+    from ..store.db import engine_for
+    from ..targets import SyncTarget
+
+    engine = engine_for(database_url)
+    enabled = []
+    for config in list_configs(engine):
+        if config.updated_at is None and not config.enabled:
+            update_config(engine, config.target, enabled=True, frequency_minutes=DEMO_FREQUENCIES[config.target.value])
+            enabled.append(config.target.value)
+    return enabled
+
+
 def daemon_command() -> list[str]:
     executable = Path(sys.executable).with_name("dagster-daemon")
     return [str(executable), "run", "-w", str(WORKSPACE_FILE)]
@@ -83,6 +102,9 @@ def serve(host: str = "127.0.0.1", port: int = 3000, *, daemon: bool = True, dem
         if use_demo:
             emulator = start_demo_emulator(stack)
             print(f"demo Moodle emulator: {emulator.url} (MOODLE_URL unset, so the bundled demo site is used)")
+            enabled = enable_demo_schedule(settings.database_url)
+            if enabled:
+                print(f"demo: enabled {', '.join(enabled)} so the first syncs run within a minute")
         elif not settings.moodle_token:
             print("warning: MOODLE_URL is set but MOODLE_TOKEN is not; syncs will fail until it is set", file=sys.stderr)
         if daemon:
@@ -93,7 +115,11 @@ def serve(host: str = "127.0.0.1", port: int = 3000, *, daemon: bool = True, dem
         print(f"Dagster UI:  http://{host}:{port}/")
         print(f"Admin page:  http://{host}:{port}/dashboard/admin/integration")
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-        server.run()  # returns on Ctrl-C / SIGTERM
+        try:
+            server.run()  # returns on Ctrl-C / SIGTERM
+        except KeyboardInterrupt:
+            pass  # uvicorn re-raises the captured SIGINT after its clean shutdown
+        print("stopping: web server down; stopping the daemon…", flush=True)
     return 0
 
 
