@@ -24,7 +24,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from resources.moodle import DEFAULT_THROTTLE_MARGIN, MoodleClient, MoodleError  # noqa: E402
+from resources.moodle_client import DEFAULT_THROTTLE_MARGIN, MoodleClient, MoodleError  # noqa: E402 (no Dagster import)
 
 
 def _control(url: str, path: str, payload=None):

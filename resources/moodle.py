@@ -42,26 +42,37 @@ calls can depend on the ``MoodleApi`` protocol and be handed any implementation.
 """
 from __future__ import annotations
 
-import http.cookiejar
-import logging
-import random
-import re
 import threading
-import time
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Optional, Protocol, runtime_checkable
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional
 
-import requests
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
-from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from resources.config import ConfigError, env_float, env_int, env_str, validate_http_url
+from resources.moodle_client import (
+    DEFAULT_RPS,
+    DEFAULT_THROTTLE_MARGIN,
+    ENDPOINT_PATH,
+    ENV_BASE_DELAY_MS,
+    ENV_CONNECT_TIMEOUT,
+    ENV_MAX_DELAY_MS,
+    ENV_MAX_RETRIES,
+    ENV_POOL_SIZE,
+    ENV_READ_TIMEOUT,
+    ENV_RETRY_AFTER_CAP_MS,
+    ENV_RL_ERRORCODE,
+    ENV_RL_MESSAGE,
+    ENV_RPS,
+    ENV_THROTTLE_DIR,
+    ClientMetrics,
+    ClientSettings,
+    MoodleApi,
+    MoodleClient,
+    encode_params,
+    logger,
+    validate_env,
+)
 from resources.moodle_errors import (
-    DEFAULT_RATELIMIT_ERRORCODE_PATTERN,
-    DEFAULT_RATELIMIT_MESSAGE_PATTERN,
     MoodleAccessError,
     MoodleAuthenticationError,
     MoodleError,
@@ -72,12 +83,8 @@ from resources.moodle_errors import (
     MoodleUnexpectedWarningsError,
     MoodleUnknownError,
     MoodleWebServicesDisabledError,
-    classify_response,
     raise_for_warnings,
-    scrub,
 )
-from resources.retry import RetryAfterTooLong, check_retry_after, parse_retry_after, retry_wait
-from resources.throttle import HostThrottle, default_throttle_dir
 
 __all__ = [
     "MoodleResource",
@@ -87,6 +94,7 @@ __all__ = [
     "ClientMetrics",
     "encode_params",
     "raise_for_warnings",
+    "validate_env",
     "MoodleError",
     "MoodleAuthenticationError",
     "MoodleAccessError",
@@ -98,9 +106,9 @@ __all__ = [
     "MoodleUnknownError",
     "MoodleUnexpectedWarningsError",
     "ENDPOINT_PATH",
+    "DEFAULT_THROTTLE_MARGIN",
+    "logger",
 ]
-
-logger = logging.getLogger(__name__)
 
 # The errors live in resources/moodle_errors.py but their public home is this module: make
 # tracebacks and Dagster's run logs say ``resources.moodle.MoodleAuthenticationError``.
@@ -110,568 +118,6 @@ for _cls in (
     MoodleUnexpectedWarningsError,
 ):
     _cls.__module__ = __name__
-
-ENDPOINT_PATH = "/webservice/rest/server.php"
-
-# Environment variables and defaults (design.md "Contract: environment variables").
-ENV_MAX_RETRIES = "MOODLE_RATE_LIMIT_MAX_RETRIES"
-ENV_BASE_DELAY_MS = "MOODLE_RATE_LIMIT_BASE_DELAY_MS"
-ENV_MAX_DELAY_MS = "MOODLE_RATE_LIMIT_MAX_DELAY_MS"
-ENV_RPS = "MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND"
-ENV_RETRY_AFTER_CAP_MS = "MOODLE_RATE_LIMIT_RETRY_AFTER_CAP_MS"
-ENV_CONNECT_TIMEOUT = "MOODLE_HTTP_CONNECT_TIMEOUT_S"
-ENV_READ_TIMEOUT = "MOODLE_HTTP_READ_TIMEOUT_S"
-ENV_POOL_SIZE = "MOODLE_HTTP_POOL_SIZE"
-ENV_THROTTLE_DIR = "MOODLE_THROTTLE_DIR"
-ENV_RL_ERRORCODE = "MOODLE_RATE_LIMIT_ERRORCODE_PATTERN"
-ENV_RL_MESSAGE = "MOODLE_RATE_LIMIT_MESSAGE_PATTERN"
-
-DEFAULT_MAX_RETRIES = 3
-DEFAULT_BASE_DELAY_MS = 600
-DEFAULT_MAX_DELAY_MS = 8000
-DEFAULT_RPS = 5.0
-DEFAULT_RETRY_AFTER_CAP_MS = 60_000
-DEFAULT_CONNECT_TIMEOUT_S = 10.0
-DEFAULT_READ_TIMEOUT_S = 120.0  # core_user_get_users on 20k users takes ~70 s (moodle-api.md)
-DEFAULT_POOL_SIZE = 8
-# Fraction of the allowed rate kept in reserve so request *arrivals* (start + network jitter)
-# never bunch up enough to trip a proxy bucket of exactly the allowed rate. Measured with
-# benchmarks/bench_client_ratelimit.py against the emulator's proxy limiter.
-DEFAULT_THROTTLE_MARGIN = 0.02
-
-
-# --- parameter encoding --------------------------------------------------------------
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):  # before int: bool is an int subclass
-        return "1" if value else "0"
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def encode_params(params: Mapping[str, Any] | None, prefix: str = "") -> list[tuple[str, str]]:
-    """Flatten nested params into PHP bracket-array form fields, in order.
-
-    ``{"options": [{"name": "onlyactive", "value": True}]}`` →
-    ``[("options[0][name]", "onlyactive"), ("options[0][value]", "1")]``. Dicts and lists
-    (and tuples) nest to any depth; booleans become 1/0 (Moodle's PARAM_BOOL rejects "true");
-    ``None`` becomes an empty value. Percent-encoding is left to requests (``%`` → ``%25``).
-    """
-    out: list[tuple[str, str]] = []
-    if not params:
-        return out
-
-    def walk(key: str, value: Any) -> None:
-        if isinstance(value, Mapping):
-            for k, v in value.items():
-                walk(f"{key}[{k}]", v)
-        elif isinstance(value, (list, tuple)):
-            for i, v in enumerate(value):
-                walk(f"{key}[{i}]", v)
-        else:
-            out.append((key, _scalar(value)))
-
-    for k, v in params.items():
-        walk(f"{prefix}[{k}]" if prefix else str(k), v)
-    return out
-
-
-# --- metrics -------------------------------------------------------------------------
-
-
-class ClientMetrics:
-    """Thread-safe counters for one client. ``snapshot()`` is a plain, JSON-able dict."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.reset()
-
-    def reset(self) -> None:
-        with getattr(self, "_lock", threading.Lock()):
-            self._calls = 0
-            self._requests = 0
-            self._by_function: Counter[str] = Counter()
-            self._retries = 0
-            self._responses_429 = 0
-            self._backoff_seconds = 0.0
-            self._throttle_seconds = 0.0
-            self._failures: Counter[str] = Counter()
-
-    def call(self) -> None:
-        with self._lock:
-            self._calls += 1
-
-    def request(self, wsfunction: str) -> None:
-        with self._lock:
-            self._requests += 1
-            self._by_function[wsfunction] += 1
-
-    def retry(self, seconds: float) -> None:
-        with self._lock:
-            self._retries += 1
-            self._backoff_seconds += seconds
-
-    def got_429(self) -> None:
-        with self._lock:
-            self._responses_429 += 1
-
-    def throttled(self, seconds: float) -> None:
-        if seconds > 0:
-            with self._lock:
-                self._throttle_seconds += seconds
-
-    def failure(self, kind: str) -> None:
-        with self._lock:
-            self._failures[kind] += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "calls_total": self._calls,
-                "requests_total": self._requests,
-                "requests_by_function": dict(sorted(self._by_function.items())),
-                "retries": self._retries,
-                "responses_429": self._responses_429,
-                "backoff_seconds": round(self._backoff_seconds, 3),
-                "throttle_wait_seconds": round(self._throttle_seconds, 3),
-                "failures_by_kind": dict(sorted(self._failures.items())),
-            }
-
-
-# --- settings ------------------------------------------------------------------------
-
-
-class ClientSettings:
-    """Validated, resolved client settings (fields given explicitly win over the environment)."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        max_retries: int | None = None,
-        base_delay_ms: int | None = None,
-        max_delay_ms: int | None = None,
-        requests_per_second: float | None = None,
-        retry_after_cap_ms: int | None = None,
-        connect_timeout_s: float | None = None,
-        read_timeout_s: float | None = None,
-        pool_size: int | None = None,
-        throttle_dir: str | None = None,
-        throttle_margin: float | None = None,
-        ratelimit_errorcode_pattern: str | None = None,
-        ratelimit_message_pattern: str | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        self.url = validate_http_url("MOODLE_URL", url)
-
-        def pick_int(value: int | None, name: str, default: int, minimum: int) -> int:
-            if value is None:
-                return env_int(name, default, minimum=minimum, env=env)
-            if value < minimum:
-                raise ConfigError(f"{name} (resource field) must be >= {minimum}, got {value}")
-            return int(value)
-
-        def pick_float(value: float | None, name: str, default: float, minimum: float, strict: bool = False) -> float:
-            result = env_float(name, default, minimum=minimum, env=env) if value is None else float(value)
-            if result < minimum or (strict and result <= minimum):
-                raise ConfigError(f"{name} must be {'>' if strict else '>='} {minimum}, got {result}")
-            return result
-
-        self.max_retries = pick_int(max_retries, ENV_MAX_RETRIES, DEFAULT_MAX_RETRIES, 0)
-        self.base_delay_ms = pick_int(base_delay_ms, ENV_BASE_DELAY_MS, DEFAULT_BASE_DELAY_MS, 0)
-        self.max_delay_ms = pick_int(max_delay_ms, ENV_MAX_DELAY_MS, DEFAULT_MAX_DELAY_MS, 0)
-        if self.max_delay_ms < self.base_delay_ms:
-            raise ConfigError(
-                f"{ENV_MAX_DELAY_MS} ({self.max_delay_ms}) must be >= {ENV_BASE_DELAY_MS} ({self.base_delay_ms})"
-            )
-        self.requests_per_second = pick_float(requests_per_second, ENV_RPS, DEFAULT_RPS, 0.0)
-        self.retry_after_cap_ms = pick_int(retry_after_cap_ms, ENV_RETRY_AFTER_CAP_MS, DEFAULT_RETRY_AFTER_CAP_MS, 0)
-        self.connect_timeout_s = pick_float(connect_timeout_s, ENV_CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT_S, 0.0, True)
-        self.read_timeout_s = pick_float(read_timeout_s, ENV_READ_TIMEOUT, DEFAULT_READ_TIMEOUT_S, 0.0, True)
-        self.pool_size = pick_int(pool_size, ENV_POOL_SIZE, DEFAULT_POOL_SIZE, 1)
-        self.throttle_dir = throttle_dir or env_str(ENV_THROTTLE_DIR, None, env=env) or str(default_throttle_dir())
-        self.throttle_margin = DEFAULT_THROTTLE_MARGIN if throttle_margin is None else float(throttle_margin)
-        if not 0.0 <= self.throttle_margin < 1.0:
-            raise ConfigError(f"throttle_margin must be in [0, 1), got {self.throttle_margin}")
-
-        def pick_pattern(value: str | None, name: str, default: str) -> re.Pattern[str]:
-            text = value if value is not None else env_str(name, default, env=env)
-            try:
-                return re.compile(text or default)
-            except re.error as exc:
-                raise ConfigError(f"{name} must be a regular expression, got {text!r} ({exc})") from None
-
-        self.ratelimit_errorcode = pick_pattern(ratelimit_errorcode_pattern, ENV_RL_ERRORCODE, DEFAULT_RATELIMIT_ERRORCODE_PATTERN)
-        self.ratelimit_message = pick_pattern(ratelimit_message_pattern, ENV_RL_MESSAGE, DEFAULT_RATELIMIT_MESSAGE_PATTERN)
-
-    @property
-    def effective_rps(self) -> float:
-        return self.requests_per_second * (1.0 - self.throttle_margin)
-
-    def describe(self) -> dict[str, Any]:
-        """Non-secret settings, e.g. for run metadata."""
-        return {
-            "url": self.url,
-            "max_retries": self.max_retries,
-            "base_delay_ms": self.base_delay_ms,
-            "max_delay_ms": self.max_delay_ms,
-            "requests_per_second": self.requests_per_second,
-            "retry_after_cap_ms": self.retry_after_cap_ms,
-            "connect_timeout_s": self.connect_timeout_s,
-            "read_timeout_s": self.read_timeout_s,
-            "pool_size": self.pool_size,
-        }
-
-
-def validate_env(env: Mapping[str, str] | None = None) -> None:
-    """Validate the MOODLE_RATE_LIMIT_* / MOODLE_HTTP_* variables now (call at start-up):
-    raises ``ConfigError`` with one line naming the bad variable."""
-    ClientSettings("http://placeholder.invalid", env=env)
-
-
-# --- logging hygiene -------------------------------------------------------------------
-
-
-class _ScrubTokenFilter(logging.Filter):
-    """urllib3 logs request lines (GET URLs include ``wstoken=``) at DEBUG: scrub them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            text = record.getMessage()
-        except Exception:  # pragma: no cover - malformed record, leave it
-            return True
-        if "token" in text.lower():
-            record.msg = scrub(text)
-            record.args = ()
-        return True
-
-
-_FILTER_INSTALLED = False
-_FILTER_LOCK = threading.Lock()
-
-
-def _install_log_scrubber() -> None:
-    global _FILTER_INSTALLED
-    with _FILTER_LOCK:
-        if _FILTER_INSTALLED:
-            return
-        for name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "requests"):
-            logging.getLogger(name).addFilter(_ScrubTokenFilter())
-        _FILTER_INSTALLED = True
-
-
-# --- the client ----------------------------------------------------------------------
-
-
-@runtime_checkable
-class MoodleApi(Protocol):
-    """What callers need from a Moodle client (any implementation will do)."""
-
-    def webservice_post(self, wsfunction: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Any: ...
-
-    def webservice_get(self, wsfunction: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Any: ...
-
-
-class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    def set_ok(self, cookie, request):  # type: ignore[no-untyped-def]
-        return False
-
-
-class MoodleClient:
-    """HTTP client for Moodle's REST web services. Thread-safe; one per site (per run)."""
-
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        settings: ClientSettings | None = None,
-        *,
-        sleep=time.sleep,
-        rng=random.random,
-        **overrides: Any,
-    ) -> None:
-        if not isinstance(token, str) or not token.strip():
-            raise ConfigError("MOODLE_TOKEN is not set (it must be the site's web-service token)")
-        self.settings = settings or ClientSettings(url, **overrides)
-        self._token = token.strip()
-        self.endpoint = self.settings.url + ENDPOINT_PATH
-        self.metrics = ClientMetrics()
-        self._sleep = sleep
-        self._rng = rng
-        self.throttle = HostThrottle(self.settings.url, self.settings.effective_rps, self.settings.throttle_dir)
-        self._session = requests.Session()
-        self._session.cookies.set_policy(_NoCookies())
-        self._session.trust_env = True
-        adapter = HTTPAdapter(
-            pool_connections=1, pool_maxsize=self.settings.pool_size, pool_block=True, max_retries=0
-        )
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.headers.update({"Accept": "application/json", "User-Agent": "moodle-integration/0.1"})
-        _install_log_scrubber()
-
-    def __repr__(self) -> str:
-        return f"MoodleClient(url={self.settings.url!r})"
-
-    # lifecycle
-    def close(self) -> None:
-        self._session.close()
-
-    def __enter__(self) -> MoodleClient:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def snapshot(self) -> dict[str, Any]:
-        return self.metrics.snapshot()
-
-    # public calls
-    def webservice_post(self, wsfunction: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        """Call ``wsfunction`` with a form-encoded POST (the default everywhere)."""
-        return self.call(wsfunction, params, method="POST", **kwargs)
-
-    def webservice_get(self, wsfunction: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        """Call ``wsfunction`` with GET (parity only: the token travels in the URL; prefer POST)."""
-        return self.call(wsfunction, params, method="GET", **kwargs)
-
-    def call(
-        self,
-        wsfunction: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        method: str = "POST",
-        fail_on_warnings: bool = False,
-        allowed_warnings: Iterable[str] = (),
-    ) -> Any:
-        """Call ``wsfunction``; return the decoded JSON or raise a ``MoodleError`` subclass.
-
-        ``fail_on_warnings=True`` raises ``MoodleUnexpectedWarningsError`` when the answer has a
-        ``warnings`` list with codes outside ``allowed_warnings``.
-        """
-        if not wsfunction or not isinstance(wsfunction, str):
-            raise ValueError("wsfunction must be a non-empty string")
-        method = method.upper()
-        if method not in ("GET", "POST"):
-            raise ValueError("method must be GET or POST")
-        self.metrics.call()
-        attempts = 0
-
-        def attempt() -> Any:
-            nonlocal attempts
-            attempts += 1
-            return self._attempt(method, wsfunction, params)
-
-        retrying = Retrying(
-            stop=stop_after_attempt(self.settings.max_retries + 1),
-            retry=retry_if_exception(lambda e: isinstance(e, MoodleError) and e.retryable),
-            wait=self._wait,
-            sleep=self._backoff_sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-        failure: MoodleError | None = None
-        try:
-            result = retrying(attempt)
-        except MoodleError as exc:
-            failure = exc
-        if failure is not None:
-            # Raise outside the except block: no __context__ chain to third-party exceptions.
-            failure.__cause__ = None
-            failure.__context__ = None
-            failure.__suppress_context__ = True
-            failure._set_attempts(attempts)
-            self.metrics.failure(failure.kind)
-            raise failure
-        if fail_on_warnings:
-            raise_for_warnings(result, wsfunction, allowed_warnings, secrets=(self._token,))
-        return result
-
-    def paginate(
-        self,
-        wsfunction: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        page_size: int = 500,
-        method: str = "POST",
-        max_pages: int | None = None,
-    ) -> Iterator[list[Any]]:
-        """Yield pages of a ``limitfrom``/``limitnumber`` paginated function (``options`` list
-        of ``{name, value}``, as ``core_enrol_get_enrolled_users``), stopping on a short page.
-
-        Guards against servers that ignore the paging options: a page longer than
-        ``page_size`` (the whole list came back) ends the iteration after that page.
-        """
-        if page_size < 1:
-            raise ValueError("page_size must be >= 1")
-        base = dict(params or {})
-        options = [
-            o for o in list(base.get("options") or [])
-            if not (isinstance(o, Mapping) and o.get("name") in ("limitfrom", "limitnumber"))
-        ]
-        offset = 0
-        pages = 0
-        while True:
-            page_params = dict(base)
-            page_params["options"] = options + [
-                {"name": "limitfrom", "value": offset},
-                {"name": "limitnumber", "value": page_size},
-            ]
-            page = self.call(wsfunction, page_params, method=method)
-            if not isinstance(page, list):
-                raise MoodleUnknownError(
-                    f"expected a list from a paginated call, got {type(page).__name__}",
-                    wsfunction=wsfunction,
-                    hint="this function does not paginate with limitfrom/limitnumber options",
-                )
-            pages += 1
-            if page:
-                yield page
-            if len(page) != page_size:  # short page (or an over-long one: paging ignored)
-                return
-            if max_pages is not None and pages >= max_pages:
-                return
-            offset += page_size
-
-    def iter_paginated(self, wsfunction: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Iterator[Any]:
-        """Items of ``paginate`` one by one."""
-        for page in self.paginate(wsfunction, params, **kwargs):
-            yield from page
-
-    def get_enrolled_users(
-        self,
-        courseid: int,
-        *,
-        options: Sequence[Mapping[str, Any]] = (),
-        userfields: Sequence[str] | None = None,
-        page_size: int = 500,
-    ) -> list[dict[str, Any]]:
-        """All participants of a course through ``core_enrol_get_enrolled_users``, page by page."""
-        opts = list(options)
-        if userfields:
-            opts.append({"name": "userfields", "value": ",".join(userfields)})
-        return list(self.iter_paginated("core_enrol_get_enrolled_users", {"courseid": courseid, "options": opts}, page_size=page_size))
-
-    # internals
-    def _attempt(self, method: str, wsfunction: str, params: Mapping[str, Any] | None) -> Any:
-        fields = [("wstoken", self._token), ("wsfunction", wsfunction), ("moodlewsrestformat", "json")]
-        fields += encode_params(params)
-        waited = self.throttle.acquire()
-        self.metrics.throttled(waited)
-        self.metrics.request(wsfunction)
-        timeout = (self.settings.connect_timeout_s, self.settings.read_timeout_s)
-        started = time.monotonic()
-        transport_error: MoodleError | None = None
-        response = None
-        body = ""
-        try:
-            if method == "POST":
-                response = self._session.post(self.endpoint, data=fields, timeout=timeout)
-            else:
-                response = self._session.get(self.endpoint, params=fields, timeout=timeout)
-            body = response.text  # reads the whole body: truncation surfaces here
-        except requests.RequestException as exc:
-            transport_error = self._transport_error(exc, wsfunction)
-        elapsed_ms = (time.monotonic() - started) * 1000
-        if transport_error is not None:
-            logger.debug("moodle %s %s -> %s in %.0f ms", method, wsfunction, transport_error.message, elapsed_ms)
-            raise transport_error
-        assert response is not None
-        status = response.status_code
-        logger.debug("moodle %s %s -> HTTP %s in %.0f ms (%d bytes)", method, wsfunction, status, elapsed_ms, len(body))
-        if status == 429:
-            self.metrics.got_429()
-        raw_retry_after = response.headers.get("Retry-After")
-        retry_after = parse_retry_after(raw_retry_after)
-        data, error = classify_response(
-            status,
-            body,
-            response.headers.get("Content-Type", ""),
-            wsfunction,
-            retry_after=retry_after,
-            ratelimit_errorcode=self.settings.ratelimit_errorcode,
-            ratelimit_message=self.settings.ratelimit_message,
-            secrets=(self._token,),
-        )
-        response.close()
-        if error is None:
-            return data
-        if error.retryable and retry_after is not None:
-            cap = self.settings.retry_after_cap_ms / 1000.0
-            try:
-                check_retry_after(retry_after, raw_retry_after, cap)
-            except RetryAfterTooLong as too_long:
-                error.retryable = False
-                error.message = (
-                    f"{error.message}; the server asked to retry after {too_long.raw!r} (= {too_long.seconds:.0f} s), "
-                    f"beyond the {cap:.0f} s cap ({ENV_RETRY_AFTER_CAP_MS}), so the call fails now instead of waiting"
-                )
-                error.hint = (
-                    "the site asks for a long pause: re-run the sync later, or lower "
-                    f"{ENV_RPS} so the proxy stops limiting"
-                )
-                error.args = (error._render(),)
-            else:
-                # Everyone on this host pauses, not only this thread.
-                self.throttle.penalize(retry_after)
-        return self._raise(error)
-
-    @staticmethod
-    def _raise(error: MoodleError) -> Any:
-        raise error
-
-    def _transport_error(self, exc: requests.RequestException, wsfunction: str) -> MoodleError:
-        detail = scrub(f"{type(exc).__name__}: {exc}", (self._token,))
-        if len(detail) > 300:
-            detail = detail[:300] + "…"
-        if isinstance(exc, requests.exceptions.ReadTimeout):
-            return MoodleTransientError(
-                f"no answer within {self.settings.read_timeout_s:g} s ({detail})",
-                wsfunction=wsfunction,
-                hint=f"the call is too heavy for the site or it is overloaded: raise {ENV_READ_TIMEOUT} or request fewer rows per call",
-                retryable=False,
-            )
-        if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                            requests.exceptions.ContentDecodingError)):
-            return MoodleTransientError(
-                f"connection failed or dropped ({detail})",
-                wsfunction=wsfunction,
-                hint="check MOODLE_URL and that the site is reachable; the sync can be re-run once it is",
-                retryable=True,
-            )
-        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)):
-            return MoodleUnknownError(f"invalid site URL ({detail})", wsfunction=wsfunction, hint="check MOODLE_URL")
-        return MoodleUnknownError(f"HTTP request failed ({detail})", wsfunction=wsfunction)
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        return retry_wait(
-            state.attempt_number,
-            self.settings.base_delay_ms / 1000.0,
-            self.settings.max_delay_ms / 1000.0,
-            self._rng(),
-            retry_after,
-        )
-
-    def _backoff_sleep(self, seconds: float) -> None:
-        self.metrics.retry(seconds)
-        if seconds > 0:
-            self._sleep(seconds)
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        kind = getattr(exc, "kind", type(exc).__name__)
-        summary = getattr(exc, "message", "")
-        logger.warning(
-            "moodle %s: %s (%s); retry %d/%d in %.2f s",
-            getattr(exc, "wsfunction", "?"), kind, summary, state.attempt_number, self.settings.max_retries, wait,
-        )
 
 
 # --- the Dagster resource ------------------------------------------------------------

@@ -159,7 +159,7 @@ def test_retry_after_beyond_cap_fails_fast(fresh, make_client):
 CHILD = textwrap.dedent(
     """
     import json, sys, time
-    from resources.moodle import MoodleClient, MoodleError
+    from resources.moodle_client import MoodleClient, MoodleError
     url, token, tdir, n, rps, go = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
     c = MoodleClient(url, token, requests_per_second=rps, throttle_dir=tdir, max_retries=0)
     while time.time() < go:
@@ -178,7 +178,7 @@ CHILD = textwrap.dedent(
 def test_throttle_holds_two_processes_under_the_proxy_limit(fresh, throttle_dir):
     rps, each = 20, 20
     control(fresh, "faults", {"rate_limit": {"rps": rps, "burst": 2, "retry_after": "seconds"}})
-    go = time.time() + 1.5  # both start together, after interpreter start-up
+    go = time.time() + 1.0  # both start together, after interpreter start-up
     procs = [
         subprocess.Popen([sys.executable, "-c", CHILD, fresh.url, SECRET_TOKEN, throttle_dir, str(each), str(rps), str(go)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -201,7 +201,7 @@ def test_without_the_shared_throttle_two_processes_do_trip_the_limit(fresh, tmp_
     """Control experiment: separate throttle dirs = separate budgets -> 2x the rate -> 429s."""
     rps, each = 20, 20
     control(fresh, "faults", {"rate_limit": {"rps": rps, "burst": 2, "retry_after": "seconds"}})
-    go = time.time() + 1.5
+    go = time.time() + 1.0
     procs = [
         subprocess.Popen([sys.executable, "-c", CHILD, fresh.url, SECRET_TOKEN, str(tmp_path / f"own{i}"), str(each),
                           str(rps), str(go)], stdout=subprocess.PIPE, text=True)
