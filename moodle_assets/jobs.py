@@ -1,0 +1,27 @@
+"""The job definitions, built once: the code location and the sensors share these objects.
+
+(Dagster refuses two job definitions of the same name, even equal ones.)
+"""
+from __future__ import annotations
+
+from dagster import AssetSelection, define_asset_job
+
+from .targets import SYNC_ALL_JOB_NAME, TAG_TARGET, TARGET_SPECS, SyncTarget
+
+TARGET_JOBS = {
+    spec.target: define_asset_job(
+        spec.job_name,
+        selection=AssetSelection.assets(spec.asset_name),
+        description=spec.description,
+        tags={TAG_TARGET: spec.target.value},
+    )
+    for spec in TARGET_SPECS.values()
+}
+
+SYNC_ALL_JOB = define_asset_job(
+    SYNC_ALL_JOB_NAME,
+    selection=AssetSelection.assets(*[s.asset_name for s in TARGET_SPECS.values()]),
+    description="Every target, in dependency order (catalog and users, then enrollments).",
+)
+
+ALL_JOBS = [TARGET_JOBS[t] for t in SyncTarget] + [SYNC_ALL_JOB]
