@@ -36,6 +36,14 @@ class AppWebserver(DagsterWebserver):
             own.extend(factory(self))
         return own + list(super().build_routes())
 
+    def build_middleware(self):
+        """Access control (MOODLE_INTEGRATION_WEB_TOKEN, read at start-up) in front of everything."""
+        from starlette.middleware import Middleware
+
+        from .access import AccessControlMiddleware, configured_token
+
+        return [Middleware(AccessControlMiddleware, token=configured_token())] + list(super().build_middleware())
+
 
 @contextmanager
 def workspace_context(instance: DagsterInstance, workspace_file: Path) -> Iterator[WorkspaceProcessContext]:

@@ -1,0 +1,435 @@
+"""The admin page `GET /dashboard/admin/integration`: the task-shaped front door.
+
+One panel per target: enabled switch and frequency (one form), last and next run, "Run now",
+and the recent sync runs, each linking to its Dagster run page. Server-rendered, no
+JavaScript. Every POST carries a CSRF token (see security.py), answers with a redirect back
+to the page and a one-shot flash message (POST-redirect-GET), or re-renders the page with
+status 400 and the message beside the field when the input is invalid. A bad or missing CSRF
+token gets a 403 page, an unknown target a 404 page.
+
+Routes (each answers 405 for other methods):
+- `GET  /dashboard/admin/integration`
+- `POST /dashboard/admin/integration/{TARGET}/settings`  fields: `enabled` (checkbox "on"), `frequency_minutes`
+- `POST /dashboard/admin/integration/{TARGET}/run`
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from schedules.config_table import (
+    MAX_FREQUENCY_MINUTES,
+    MIN_FREQUENCY_MINUTES,
+    ConfigValidationError,
+    list_configs,
+    parse_frequency,
+    update_config,
+)
+
+from ..dagster_runs import run_state_checker
+from ..store import sync_runs
+from ..store.types import utcnow
+from ..targets import TARGET_SPECS, SyncTarget, SyncTrigger
+from .common import (
+    BodyTooLarge,
+    any_method_route,
+    app_engine,
+    error_page,
+    is_https,
+    log,
+    read_body,
+    render,
+    settings,
+)
+from .launcher import launch_targets
+from .security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    csrf_token_for,
+    csrf_valid,
+    new_csrf_nonce,
+    sign,
+    signing_key,
+    unsign,
+)
+
+ADMIN_PATH = "/dashboard/admin/integration"
+FLASH_COOKIE = "moodle_flash"
+RECENT_RUNS = 10
+WEB_TOKEN_ENV = "MOODLE_INTEGRATION_WEB_TOKEN"
+
+TITLES = {
+    SyncTarget.COURSE_CATALOG: "Course catalog",
+    SyncTarget.USER_DIRECTORY: "User directory",
+    SyncTarget.ENROLLMENTS: "Enrollments",
+}
+
+
+def _key() -> bytes:
+    return signing_key(settings().data_dir)
+
+
+# --- presentation helpers ---------------------------------------------------------------------
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def absolute(value: datetime | None) -> str:
+    value = _aware(value)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+
+
+def relative(value: datetime | None, now: datetime) -> str:
+    value = _aware(value)
+    if value is None:
+        return "never"
+    seconds = (value - now).total_seconds()
+    future, seconds = seconds > 0, abs(seconds)
+    if seconds < 45:
+        text = "a few seconds"
+    elif seconds < 90 * 60:
+        minutes = round(seconds / 60)
+        text = f"{minutes} min"
+    elif seconds < 36 * 3600:
+        hours = round(seconds / 3600)
+        text = f"{hours} h"
+    else:
+        days = round(seconds / 86400)
+        text = f"{days} day{'s' if days != 1 else ''}"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 90:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def every(minutes: int) -> str:
+    if minutes % 1440 == 0:
+        days = minutes // 1440
+        return "every day" if days == 1 else f"every {days} days"
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return "every hour" if hours == 1 else f"every {hours} hours"
+    return "every minute" if minutes == 1 else f"every {minutes} minutes"
+
+
+@dataclass
+class RunView:
+    id: int
+    status: str
+    status_label: str
+    trigger: str
+    started: str
+    started_title: str
+    duration: str
+    counts: list[tuple[str, int]]
+    message: str | None
+    message_kind: str
+    dagster_run_id: str | None
+    dagster_short: str | None
+
+
+def run_view(row: sync_runs.RunRow, now: datetime, dagster_status: str | None) -> RunView:
+    status_label = row.status.lower()
+    if row.status == "RUNNING":
+        status_label = "queued" if dagster_status == "QUEUED" else "running"
+    counts = []
+    if row.status in ("SUCCESS", "FAILED") and row.rows_fetched is not None:
+        counts = [
+            ("fetched", row.rows_fetched or 0),
+            ("inserted", row.rows_inserted or 0),
+            ("updated", row.rows_updated or 0),
+            ("deactivated", row.rows_deactivated or 0),
+            ("rejected", row.rows_rejected or 0),
+        ]
+    message = row.error or row.skip_reason
+    return RunView(
+        id=row.id,
+        status=row.status,
+        status_label=status_label,
+        trigger=row.trigger,
+        started=relative(row.started_at, now),
+        started_title=absolute(row.started_at),
+        duration=duration(row.duration_seconds) if row.status != "SKIPPED" else "",
+        counts=counts,
+        message=message,
+        message_kind="error" if row.error else "note",
+        dagster_run_id=row.dagster_run_id,
+        dagster_short=row.dagster_run_id[:8] if row.dagster_run_id else None,
+    )
+
+
+def build_panels(instance, errors: dict | None = None, values: dict | None = None) -> list[dict]:
+    errors, values = errors or {}, values or {}
+    engine = app_engine()
+    now = utcnow()
+    checker = run_state_checker(instance) if instance is not None else None
+    panels = []
+    for config in list_configs(engine):
+        target = config.target
+        rows = sync_runs.list_runs(engine, target=target.value, limit=RECENT_RUNS)
+        runs = []
+        running = False
+        for row in rows:
+            state = None
+            if row.status == "RUNNING":
+                running = True
+                if row.dagster_run_id and checker is not None:
+                    try:
+                        state = checker(row.dagster_run_id)
+                    except Exception:
+                        state = None
+            runs.append(run_view(row, now, state))
+        finished = next((r for r in rows if r.status in ("SUCCESS", "FAILED")), None)
+        next_at = _aware(config.next_run_at)
+        if not config.enabled:
+            next_text, next_title = "not scheduled (disabled)", ""
+        elif next_at is None or next_at <= now:
+            next_text, next_title = "due now (next scheduler tick)", absolute(next_at)
+        else:
+            next_text, next_title = relative(next_at, now), absolute(next_at)
+        spec = TARGET_SPECS[target]
+        panels.append(
+            dict(
+                target=target.value,
+                slug=target.value.lower(),
+                title=TITLES.get(target, target.value),
+                description=spec.description,
+                asset_name=spec.asset_name,
+                job_name=spec.job_name,
+                enabled=values.get(target.value, {}).get("enabled", config.enabled),
+                frequency=values.get(target.value, {}).get("frequency", config.frequency_minutes),
+                every=every(config.frequency_minutes),
+                saved_enabled=config.enabled,
+                last_run=relative(config.last_run_at, now),
+                last_run_title=absolute(config.last_run_at),
+                last_status=finished.status if finished else None,
+                next_run=next_text,
+                next_run_title=next_title,
+                running=running,
+                runs=runs,
+                error=errors.get(target.value),
+            )
+        )
+    return panels
+
+
+# --- CSRF and flash cookies -------------------------------------------------------------------
+
+
+def _csrf_nonce(request: Request) -> tuple[str, bool]:
+    """The browser's CSRF nonce, and whether it has to be (re)set in a cookie."""
+    nonce = request.cookies.get(CSRF_COOKIE)
+    if nonce and 16 <= len(nonce) <= 64:
+        return nonce, False
+    return new_csrf_nonce(), True
+
+
+def set_csrf_cookie(response: Response, request: Request, nonce: str) -> None:
+    response.set_cookie(
+        CSRF_COOKIE, nonce, path="/", httponly=True, samesite="strict", secure=is_https(request), max_age=30 * 86400
+    )
+
+
+def csrf_context(request: Request) -> tuple[str, str, bool]:
+    nonce, fresh = _csrf_nonce(request)
+    return nonce, csrf_token_for(_key(), nonce), fresh
+
+
+def same_origin(request: Request) -> bool:
+    """Refuse a POST whose Origin (or Referer) names another site; absent headers are allowed."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if not origin or origin == "null":
+        return origin != "null"
+    parts = urlsplit(origin)
+    return parts.netloc.lower() == (request.headers.get("host") or "").lower()
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    raw = await read_body(request)
+    if content_type != "application/x-www-form-urlencoded":
+        return {}
+    parsed = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=20)
+    return {k: v[-1] for k, v in parsed.items()}
+
+
+def check_csrf(request: Request, form: dict[str, str]) -> bool:
+    return same_origin(request) and csrf_valid(_key(), request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD))
+
+
+def flash_redirect(request: Request, kind: str, text: str) -> RedirectResponse:
+    response = RedirectResponse(ADMIN_PATH + "#" + _anchor_from(request), status_code=303)
+    response.set_cookie(
+        FLASH_COOKIE, sign(_key(), "flash", {"kind": kind, "text": text}, 120),
+        path=ADMIN_PATH, httponly=True, samesite="lax", secure=is_https(request), max_age=120,
+    )
+    return response
+
+
+def _anchor_from(request: Request) -> str:
+    target = request.path_params.get("target", "")
+    return f"target-{target.lower()}" if target else ""
+
+
+def read_flash(request: Request) -> dict | None:
+    payload = unsign(_key(), "flash", request.cookies.get(FLASH_COOKIE))
+    if isinstance(payload, dict) and payload.get("kind") in ("success", "warning", "error") and isinstance(payload.get("text"), str):
+        return payload
+    return None
+
+
+# --- endpoints --------------------------------------------------------------------------------
+
+
+def _page(webserver, request: Request, *, status_code=200, flash=None, errors=None, values=None) -> Response:
+    nonce, token, fresh = csrf_context(request)
+    current = settings()
+    with webserver.request_context(request) as context:
+        panels = build_panels(context.instance, errors, values)
+    moodle_host = urlsplit(current.moodle_url).netloc if current.moodle_url else None
+    response = render(
+        "admin.html",
+        status_code=status_code,
+        panels=panels,
+        flash=flash,
+        csrf_field=CSRF_FIELD,
+        csrf_token=token,
+        admin_path=ADMIN_PATH,
+        moodle_host=moodle_host,
+        trigger_enabled=bool(current.sync_secret),
+        access_control=bool(os.environ.get(WEB_TOKEN_ENV)),
+        min_frequency=MIN_FREQUENCY_MINUTES,
+        max_frequency=MAX_FREQUENCY_MINUTES,
+        generated_at=absolute(utcnow()),
+    )
+    if fresh:
+        set_csrf_cookie(response, request, nonce)
+    if request.cookies.get(FLASH_COOKIE):
+        response.delete_cookie(FLASH_COOKIE, path=ADMIN_PATH)
+    return response
+
+
+def _method_not_allowed(allowed: str) -> Response:
+    response = error_page(405, "Method not allowed", f"This address only accepts {allowed}.")
+    response.headers["Allow"] = allowed
+    return response
+
+
+def _target_or_none(request: Request) -> SyncTarget | None:
+    value = request.path_params.get("target", "")
+    try:
+        return SyncTarget(value)
+    except ValueError:
+        return None
+
+
+def _forbidden() -> Response:
+    return error_page(
+        403,
+        "This form has expired",
+        "The form's security token is missing or does not match this browser (or the request came from another site). "
+        "Nothing was changed. Go back, reload the admin page and try again.",
+    )
+
+
+def make_admin_endpoints(webserver):
+    async def admin_page(request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return _method_not_allowed("GET")
+        flash = read_flash(request)
+        return await run_in_threadpool(_page, webserver, request, flash=flash)
+
+    async def save_settings(request: Request) -> Response:
+        if request.method != "POST":
+            return _method_not_allowed("POST")
+        target = _target_or_none(request)
+        try:
+            form = await read_form(request)
+        except BodyTooLarge:
+            return error_page(413, "Form too large", "That form submission is larger than this page ever sends.")
+        if not check_csrf(request, form):
+            return _forbidden()
+        if target is None:
+            return error_page(404, "Unknown target", f"There is no sync target called {request.path_params.get('target')!r}.")
+        enabled = form.get("enabled") in ("on", "true", "1")
+        raw_frequency = form.get("frequency_minutes", "")
+        try:
+            frequency = parse_frequency(raw_frequency)
+        except ConfigValidationError as exc:
+            message = str(exc)
+            if not raw_frequency.strip():
+                message = "frequency is required: a whole number of minutes"
+            return await run_in_threadpool(
+                _page, webserver, request, status_code=400,
+                errors={target.value: message},
+                values={target.value: {"enabled": enabled, "frequency": raw_frequency}},
+            )
+
+        def apply():
+            return update_config(app_engine(), target, enabled=enabled, frequency_minutes=frequency)
+
+        config = await run_in_threadpool(apply)
+        state = "enabled" if config.enabled else "disabled"
+        log.info("admin page: %s %s, every %s min", target.value, state, config.frequency_minutes)
+        text = f"{TITLES[target]} saved: {state}, {every(config.frequency_minutes)}."
+        return flash_redirect(request, "success", text)
+
+    async def run_now(request: Request) -> Response:
+        if request.method != "POST":
+            return _method_not_allowed("POST")
+        target = _target_or_none(request)
+        try:
+            form = await read_form(request)
+        except BodyTooLarge:
+            return error_page(413, "Form too large", "That form submission is larger than this page ever sends.")
+        if not check_csrf(request, form):
+            return _forbidden()
+        if target is None:
+            return error_page(404, "Unknown target", f"There is no sync target called {request.path_params.get('target')!r}.")
+
+        def launch():
+            with webserver.request_context(request) as context:
+                return launch_targets(context, app_engine(), [target], trigger=SyncTrigger.MANUAL.value)
+
+        (outcome,) = await run_in_threadpool(launch)
+        log.info("admin page: run now %s -> %s", target.value, outcome.outcome)
+        if outcome.outcome == "LAUNCHED":
+            return flash_redirect(
+                request, "success", f"{TITLES[target]} sync started (sync run #{outcome.sync_run_id}, Dagster run {outcome.dagster_run_id[:8]})."
+            )
+        return flash_redirect(request, "warning", f"{TITLES[target]} not started: {outcome.reason}")
+
+    return admin_page, save_settings, run_now
+
+
+def admin_routes(webserver) -> list:
+    admin_page, save_settings, run_now = make_admin_endpoints(webserver)
+    from starlette.routing import Route
+
+    return [
+        any_method_route(ADMIN_PATH, admin_page, name="moodle-admin"),
+        Route(ADMIN_PATH + "/", lambda request: RedirectResponse(ADMIN_PATH, status_code=308)),
+        any_method_route(ADMIN_PATH + "/{target}/settings", save_settings, name="moodle-admin-settings"),
+        any_method_route(ADMIN_PATH + "/{target}/run", run_now, name="moodle-admin-run"),
+    ]
