@@ -105,3 +105,45 @@ def update_config(
             )
             row.updated_at = now
         return _to_config(row)
+
+
+def move_slot(
+    engine: Engine,
+    target: SyncTarget,
+    *,
+    expected_next_run_at: datetime | None,
+    new_next_run_at: datetime,
+    skip_reason: str | None = None,
+    now: datetime | None = None,
+) -> int | None:
+    """Move a due target's `next_run_at` on from the slot the caller saw, once.
+
+    Compare-and-set: if the row no longer holds `expected_next_run_at` (another tick, a claim
+    or an operator moved it) nothing happens and None is returned. With `skip_reason`, a
+    SKIPPED history row (trigger SCHEDULE) is written in the same transaction and its id is
+    returned, so a slot is recorded as skipped exactly once; without it, 0 is returned.
+    `last_run_at` is left alone: nothing ran.
+    """
+    from moodle_assets.store.models import IntegrationSyncRun
+    from moodle_assets.targets import SyncStatus, SyncTrigger
+
+    now = now or utcnow()
+    with transaction(engine) as session:
+        row = session.get(IntegrationSyncConfig, target.value, with_for_update=True)
+        if row is None or not row.enabled or row.next_run_at != expected_next_run_at:
+            return None
+        row.next_run_at = new_next_run_at
+        if skip_reason is None:
+            return 0
+        skipped = IntegrationSyncRun(
+            target=target.value,
+            status=SyncStatus.SKIPPED.value,
+            trigger=SyncTrigger.SCHEDULE.value,
+            started_at=now,
+            finished_at=now,
+            forced=False,
+            skip_reason=skip_reason,
+        )
+        session.add(skipped)
+        session.flush()
+        return skipped.id

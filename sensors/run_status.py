@@ -1,0 +1,156 @@
+"""Close the sync history of Dagster runs that failed or were canceled.
+
+An asset closes its own row when the sync itself fails. These sensors cover the rest:
+- a RUNNING row of the run (the failure happened outside the sync: resources, the run
+  worker, a cancel) is closed FAILED with a readable, redacted error;
+- a target the run was meant to sync but never started (failed or canceled before its step
+  ran, e.g. while queued, or an upstream target failed in the same run) gets a row too:
+  FAILED when the run failed, SKIPPED when it was canceled, so the history has no gaps.
+
+A run worker killed outright sends no event at all: its row is closed by ghost
+reconciliation on the next schedule tick (heartbeat timeout, or run monitoring marking the
+run failed, which also triggers the failure sensor).
+"""
+from __future__ import annotations
+
+from dagster import (
+    AssetKey,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    RunStatusSensorContext,
+    run_failure_sensor,
+    run_status_sensor,
+)
+from dagster._core.storage.dagster_run import DagsterRun
+from sqlalchemy import Engine, select
+
+from moodle_assets.redaction import MAX_ERROR_CHARS, redact
+from moodle_assets.store import sync_runs
+from moodle_assets.store.db import transaction
+from moodle_assets.store.models import IntegrationSyncRun
+from moodle_assets.store.types import utcnow
+from moodle_assets.targets import (
+    ALL_JOB_NAMES,
+    SYNC_ALL_JOB_NAME,
+    TAG_TARGET,
+    TAG_TRIGGER,
+    TARGET_SPECS,
+    SyncStatus,
+    SyncTarget,
+    SyncTrigger,
+    target_for_job,
+)
+
+from .common import app_engine, sensor_interval_seconds
+
+_ORDER = list(SyncTarget)
+
+
+def run_targets(run: DagsterRun) -> list[SyncTarget]:
+    """The targets a Dagster run of our code location was meant to sync ([] if not ours)."""
+    is_asset_job = run.job_name.startswith("__ASSET_JOB")
+    if run.job_name not in ALL_JOB_NAMES and not is_asset_job:
+        return []
+    if run.asset_selection is not None:
+        keys = set(run.asset_selection)
+        return [t for t in _ORDER if AssetKey(TARGET_SPECS[t].asset_name) in keys]
+    found: list[SyncTarget] = []
+    for part in (run.tags.get(TAG_TARGET) or "").split(","):
+        try:
+            target = SyncTarget.parse(part) if part.strip() else None
+        except ValueError:
+            target = None
+        if target is not None and target not in found:
+            found.append(target)
+    if found:
+        return [t for t in _ORDER if t in found]
+    single = target_for_job(run.job_name)
+    if single is not None:
+        return [single]
+    return list(_ORDER) if run.job_name == SYNC_ALL_JOB_NAME else []
+
+
+def _trigger(run: DagsterRun) -> str:
+    value = (run.tags.get(TAG_TRIGGER) or "").upper()
+    return value if value in SyncTrigger.__members__ else SyncTrigger.MANUAL.value
+
+
+def _clip(text: str) -> str:
+    text = redact(text) or ""
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def close_ended_run(engine: Engine, run: DagsterRun, *, canceled: bool, message: str) -> dict[str, list[int]]:
+    """Close what a failed/canceled Dagster run left open; returns the row ids touched."""
+    targets = run_targets(run)
+    if not targets:
+        return {"closed": [], "recorded": []}
+    text = _clip(message)
+    closed = sync_runs.close_runs_of_dagster_run(engine, run.run_id, error=text)
+    recorded: list[int] = []
+    now = utcnow()
+    with transaction(engine) as session:
+        seen = set(
+            session.scalars(select(IntegrationSyncRun.target).where(IntegrationSyncRun.dagster_run_id == run.run_id)).all()
+        )
+        for target in targets:
+            if target.value in seen:
+                continue
+            row = IntegrationSyncRun(
+                target=target.value,
+                status=SyncStatus.SKIPPED.value if canceled else SyncStatus.FAILED.value,
+                trigger=_trigger(run),
+                dagster_run_id=run.run_id,
+                started_at=now,
+                finished_at=now,
+                forced=False,
+                error=None if canceled else _clip(f"not started: {message}"),
+                skip_reason=_clip(f"not started: {message}") if canceled else None,
+            )
+            session.add(row)
+            session.flush()
+            recorded.append(row.id)
+    return {"closed": closed, "recorded": recorded}
+
+
+def _first_line(text: str | None) -> str:
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def failure_message(context: RunFailureSensorContext) -> str:
+    run_id = context.dagster_run.run_id
+    parts = []
+    for event in context.get_step_failure_events():
+        error = getattr(event.event_specific_data, "error", None)
+        detail = _first_line(error.message if error is not None else event.message)
+        parts.append(f"step {event.step_key}: {detail}")
+    reason = "; ".join(parts) or _first_line(context.failure_event.message) or "run failed"
+    return f"Dagster run {run_id} failed: {reason}"
+
+
+@run_failure_sensor(
+    name="moodle_run_failure_sensor",
+    minimum_interval_seconds=sensor_interval_seconds(),
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Closes the sync history rows of a failed Dagster run of a sync job.",
+)
+def moodle_run_failure_sensor(context: RunFailureSensorContext):
+    touched = close_ended_run(app_engine(), context.dagster_run, canceled=False, message=failure_message(context))
+    if touched["closed"] or touched["recorded"]:
+        context.log.info(f"run {context.dagster_run.run_id}: closed {touched['closed']}, recorded {touched['recorded']}")
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.CANCELED,
+    name="moodle_run_canceled_sensor",
+    minimum_interval_seconds=sensor_interval_seconds(),
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Closes the sync history rows of a canceled Dagster run of a sync job.",
+)
+def moodle_run_canceled_sensor(context: RunStatusSensorContext):
+    run = context.dagster_run
+    touched = close_ended_run(app_engine(), run, canceled=True, message=f"Dagster run {run.run_id} was canceled")
+    if touched["closed"] or touched["recorded"]:
+        context.log.info(f"run {run.run_id}: closed {touched['closed']}, recorded {touched['recorded']}")
