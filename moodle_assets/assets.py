@@ -22,10 +22,11 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetSpec,
     Failure,
     MaterializeResult,
     MetadataValue,
-    asset,
+    multi_asset,
 )
 
 from resources.app_db import AppDatabaseResource
@@ -182,7 +183,7 @@ def run_target(
     if outcome.rejected:
         metadata["rejected_sample"] = MetadataValue.json([{"moodle_id": i, "reason": r} for i, r in outcome.rejected[:20]])
     asset_key = AssetKey(TARGET_SPECS[target].asset_name)
-    yield MaterializeResult(metadata=metadata)
+    yield MaterializeResult(asset_key=asset_key, metadata=metadata)
     yield AssetCheckResult(
         asset_key=asset_key,
         check_name=CHECK_NO_REJECTED,
@@ -210,31 +211,39 @@ def _checks(target: SyncTarget) -> list[AssetCheckSpec]:
     return specs
 
 
-def _asset_kwargs(target: SyncTarget) -> dict[str, Any]:
+def _target_asset(target: SyncTarget):
+    """A one-asset `multi_asset` so a skipped sync may yield neither a materialization nor
+    check results (`can_subset=True` makes both optional)."""
     spec = TARGET_SPECS[target]
-    return dict(
+    return multi_asset(
         name=spec.asset_name,
-        group_name=ASSET_GROUP,
-        description=spec.description,
-        kinds={"moodle", "sql"},
-        tags={"moodle/target": target.value},
+        specs=[
+            AssetSpec(
+                spec.asset_name,
+                group_name=ASSET_GROUP,
+                description=spec.description,
+                kinds={"moodle", "sql"},
+                tags={"moodle/target": target.value},
+                deps=[TARGET_SPECS[u].asset_name for u in spec.upstream],
+                skippable=True,
+            )
+        ],
         check_specs=_checks(target),
-        output_required=False,
-        deps=[TARGET_SPECS[u].asset_name for u in spec.upstream],
+        can_subset=True,
     )
 
 
-@asset(**_asset_kwargs(SyncTarget.COURSE_CATALOG))
+@_target_asset(SyncTarget.COURSE_CATALOG)
 def course_catalog(context: AssetExecutionContext, moodle: MoodleResource, app_db: AppDatabaseResource):
     yield from run_target(context, SyncTarget.COURSE_CATALOG, moodle, app_db)
 
 
-@asset(**_asset_kwargs(SyncTarget.USER_DIRECTORY))
+@_target_asset(SyncTarget.USER_DIRECTORY)
 def user_directory(context: AssetExecutionContext, moodle: MoodleResource, app_db: AppDatabaseResource):
     yield from run_target(context, SyncTarget.USER_DIRECTORY, moodle, app_db)
 
 
-@asset(**_asset_kwargs(SyncTarget.ENROLLMENTS))
+@_target_asset(SyncTarget.ENROLLMENTS)
 def enrollments(context: AssetExecutionContext, moodle: MoodleResource, app_db: AppDatabaseResource):
     yield from run_target(context, SyncTarget.ENROLLMENTS, moodle, app_db)
 

@@ -1,0 +1,83 @@
+"""The assets through Dagster: history rows, metadata, checks, skips, failures without secrets."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import requests
+from dagster import AssetKey, DagsterInstance
+
+from moodle_assets.definitions import defs
+from moodle_assets.settings import load_settings
+from moodle_assets.store import sync_runs
+from moodle_assets.store.db import engine_for
+from moodle_assets.store.migrate import upgrade
+
+
+@pytest.fixture
+def instance(app_env, dagster_home):
+    upgrade(load_settings().database_url)
+    with DagsterInstance.get() as inst:
+        yield inst
+
+
+def engine():
+    return engine_for(load_settings().database_url)
+
+
+def materialization(result, asset: str):
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key == AssetKey(asset)]
+    return events[0].step_materialization_data.materialization if events else None
+
+
+def test_sync_all_records_history_metadata_and_checks(instance):
+    result = defs.resolve_job_def("sync_all").execute_in_process(instance=instance, tags={"moodle/trigger": "GRAPHQL"})
+    assert result.success
+    runs = {r.target: r for r in sync_runs.list_runs(engine())}
+    assert set(runs) == {"COURSE_CATALOG", "USER_DIRECTORY", "ENROLLMENTS"}
+    assert all(r.status == "SUCCESS" and r.trigger == "GRAPHQL" and r.dagster_run_id == result.run_id for r in runs.values())
+    assert runs["ENROLLMENTS"].rows_inserted == 22 and runs["ENROLLMENTS"].requests_made == 12
+    meta = materialization(result, "enrollments").metadata
+    assert meta["rows_inserted"].value == 22 and meta["requests"].value == 12
+    assert meta["sync_run_id"].value == runs["ENROLLMENTS"].id
+    checks = {(c.asset_key.to_user_string(), c.check_name): c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {
+        ("course_catalog", "no_rejected_rows"): True,
+        ("user_directory", "no_rejected_rows"): True,
+        ("enrollments", "no_rejected_rows"): True,
+        ("enrollments", "no_unmatched_enrollments"): True,
+    }
+
+
+def test_a_second_run_while_one_is_running_is_skipped(instance):
+    holder = sync_runs.claim_run(engine(), "COURSE_CATALOG", "API")
+    result = defs.resolve_job_def("sync_course_catalog").execute_in_process(instance=instance)
+    assert result.success
+    assert materialization(result, "course_catalog") is None  # nothing synced
+    latest = sync_runs.list_runs(engine(), target="COURSE_CATALOG", limit=1)[0]
+    assert latest.status == "SKIPPED" and latest.trigger == "MANUAL"
+    assert f"#{holder.run_id}" in latest.skip_reason
+
+
+def test_enrollments_before_users_are_unmatched_and_flagged(instance):
+    assert defs.resolve_job_def("sync_course_catalog").execute_in_process(instance=instance).success
+    result = defs.resolve_job_def("sync_enrollments").execute_in_process(instance=instance)
+    run = sync_runs.list_runs(engine(), target="ENROLLMENTS", limit=1)[0]
+    assert run.status == "SUCCESS" and run.rows_unmatched == 22 and run.rows_inserted == 0
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks["no_unmatched_enrollments"] is False
+
+
+def test_failed_sync_closes_the_row_with_a_readable_error_and_no_secret(instance, app_env, caplog):
+    requests.post(f"{app_env.url}/__emulator__/faults", json={"script": [{"fault": "http_503", "count": 100}]}, timeout=5)
+    caplog.set_level(logging.DEBUG)
+    result = defs.resolve_job_def("sync_user_directory").execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    run = sync_runs.list_runs(engine(), target="USER_DIRECTORY", limit=1)[0]
+    assert run.status == "FAILED" and run.finished_at is not None
+    assert "503" in run.error and run.retries >= 1
+    token = app_env.token
+    assert token not in run.error
+    assert token not in caplog.text
+    for record in instance.all_logs(result.run_id):
+        assert token not in (record.user_message or "")
