@@ -62,8 +62,9 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_READ_TIMEOUT_S = 120.0  # core_user_get_users on 20k users takes ~70 s (moodle-api.md)
 DEFAULT_POOL_SIZE = 8
 # Fraction of the allowed rate kept in reserve so request *arrivals* (start + network jitter)
-# never bunch up enough to trip a proxy bucket of exactly the allowed rate. Measured with
-# benchmarks/bench_client_ratelimit.py against the emulator's proxy limiter.
+# do not bunch up against a proxy bucket of exactly the allowed rate. Measured with
+# benchmarks/bench_client_ratelimit.py against the emulator's proxy limiter (20 rps):
+# 0.98 of the allowed rate, 0 429s with any burst >= 2 (see resources/moodle.py docstring).
 DEFAULT_THROTTLE_MARGIN = 0.02
 
 

@@ -179,3 +179,18 @@ def test_encoding_round_trips_through_php_parsing(params):
         return x
     assert _php_parse(fields) == prune(expected)
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in fields)
+
+
+# --- scrubbing -------------------------------------------------------------------------
+
+from resources.moodle_errors import scrub  # noqa: E402
+
+hex_tokens = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
+
+
+@given(hex_tokens, st.text(max_size=30), st.text(max_size=30))
+def test_scrub_removes_tokens_from_urls_and_literals(token, before, after):
+    url = f"{before}/webservice/rest/server.php?wstoken={token}&wsfunction=f{after}"
+    assert token not in scrub(url)  # by pattern, even without knowing the token
+    assert token not in scrub(f"{before}{token}{after}", [token])  # by literal
+    assert token not in scrub(f"Authorization: Bearer {token}")

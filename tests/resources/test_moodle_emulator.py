@@ -14,6 +14,7 @@ import requests
 from conftest import SECRET_TOKEN, assert_token_free
 
 from resources.moodle import (
+    MoodleAccessError,
     MoodleAuthenticationError,
     MoodleClient,
     MoodleError,
@@ -95,6 +96,21 @@ def test_moodle_errors(client, wsfunction, params, cls, code_prefix):
     with pytest.raises(cls) as info:
         client.webservice_post(wsfunction, params)
     assert info.value.errorcode.startswith(code_prefix) and info.value.attempts == 1
+    assert_token_free(info.value)
+
+
+def test_function_not_in_service_is_access(client):
+    with pytest.raises(MoodleAccessError, match="add the function to the token's external service") as info:
+        client.webservice_post("core_course_search_courses", {"criterianame": "search", "criteriavalue": "x"})
+    assert info.value.errorcode == "accessexception" and info.value.exception == "webservice_access_exception"
+
+
+def test_missing_capability_is_access(fresh, make_client):
+    reader = make_client(fresh.url, token=SECRET_TOKEN + "-reader")
+    with pytest.raises(MoodleAccessError) as info:
+        reader.webservice_post("core_enrol_get_enrolled_users",
+                               {"courseid": 2, "options": [{"name": "onlyactive", "value": True}]})
+    assert info.value.errorcode == "nopermissions"
     assert_token_free(info.value)
 
 
