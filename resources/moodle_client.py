@@ -125,6 +125,7 @@ class ClientMetrics:
             self._by_function: Counter[str] = Counter()
             self._retries = 0
             self._responses_429 = 0
+            self._ratelimit_payloads = 0
             self._backoff_seconds = 0.0
             self._throttle_seconds = 0.0
             self._failures: Counter[str] = Counter()
@@ -147,6 +148,10 @@ class ClientMetrics:
         with self._lock:
             self._responses_429 += 1
 
+    def got_ratelimit_payload(self) -> None:
+        with self._lock:
+            self._ratelimit_payloads += 1
+
     def throttled(self, seconds: float) -> None:
         if seconds > 0:
             with self._lock:
@@ -164,6 +169,7 @@ class ClientMetrics:
                 "requests_by_function": dict(sorted(self._by_function.items())),
                 "retries": self._retries,
                 "responses_429": self._responses_429,
+                "ratelimit_payloads": self._ratelimit_payloads,
                 "backoff_seconds": round(self._backoff_seconds, 3),
                 "throttle_wait_seconds": round(self._throttle_seconds, 3),
                 "failures_by_kind": dict(sorted(self._failures.items())),
@@ -501,7 +507,9 @@ class MoodleClient:
                 response = self._session.post(self.endpoint, data=fields, timeout=timeout)
             else:
                 response = self._session.get(self.endpoint, params=fields, timeout=timeout)
-            body = response.text  # reads the whole body: truncation surfaces here
+            # JSON is UTF-8 by definition (RFC 8259) and Moodle omits the charset: decoding
+            # ourselves skips requests' charset sniffing over multi-megabyte bodies.
+            body = response.content.decode("utf-8", errors="replace")
         except requests.RequestException as exc:
             transport_error = self._transport_error(exc, wsfunction)
         elapsed_ms = (time.monotonic() - started) * 1000
@@ -528,6 +536,8 @@ class MoodleClient:
         response.close()
         if error is None:
             return data
+        if status != 429 and error.kind == "rate_limited":
+            self.metrics.got_ratelimit_payload()
         if error.retryable and retry_after is not None:
             cap = self.settings.retry_after_cap_ms / 1000.0
             try:

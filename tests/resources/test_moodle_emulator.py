@@ -127,6 +127,8 @@ def test_retryable_faults_are_ridden_out(client, fresh, fault):
     assert "release" in client.webservice_post("core_webservice_get_site_info")
     snap = client.snapshot()
     assert snap["retries"] == 2 and snap["requests_total"] == 3
+    assert snap["responses_429"] == (2 if fault == "http_429" else 0)
+    assert snap["ratelimit_payloads"] == (2 if fault == "ratelimit_payload" else 0)
     assert counters(fresh)["requests_total"] >= 3
 
 
