@@ -1,6 +1,7 @@
 """Optional access control for the whole web process: `MOODLE_INTEGRATION_WEB_TOKEN`.
 
-Open-source Dagster has no login. When this variable is set (read at start-up), every HTTP
+Open-source Dagster has no login. When this variable is set (looked up per request, so no
+restart is needed to switch it on in a test; in production it is set once), every HTTP
 request and websocket to the web process — Dagster UI, its static files, GraphQL (HTTP and
 websocket), the admin page — needs either
 
@@ -86,15 +87,15 @@ def safe_next(value: str | None) -> str:
 class AccessControlMiddleware:
     """ASGI middleware in front of everything (outermost): token or session, else refuse."""
 
-    def __init__(self, app, token: str | None = None):
+    def __init__(self, app):
         self.app = app
-        self.token = token
 
     async def __call__(self, scope, receive, send):
-        if self.token is None or scope["type"] not in ("http", "websocket"):
+        token = configured_token() if scope["type"] in ("http", "websocket") else None
+        if token is None:
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
-        if (scope["type"] == "http" and path in PUBLIC_PATHS) or authorized(self.token, scope.get("headers", [])):
+        if (scope["type"] == "http" and path in PUBLIC_PATHS) or authorized(token, scope.get("headers", [])):
             return await self.app(scope, receive, send)
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})

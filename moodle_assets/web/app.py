@@ -37,12 +37,12 @@ class AppWebserver(DagsterWebserver):
         return own + list(super().build_routes())
 
     def build_middleware(self):
-        """Access control (MOODLE_INTEGRATION_WEB_TOKEN, read at start-up) in front of everything."""
+        """Access control (MOODLE_INTEGRATION_WEB_TOKEN, see access.py) in front of everything."""
         from starlette.middleware import Middleware
 
-        from .access import AccessControlMiddleware, configured_token
+        from .access import AccessControlMiddleware
 
-        return [Middleware(AccessControlMiddleware, token=configured_token())] + list(super().build_middleware())
+        return [Middleware(AccessControlMiddleware)] + list(super().build_middleware())
 
 
 @contextmanager

@@ -20,6 +20,7 @@ created but not submitted is marked failed in Dagster, so nothing is left RUNNIN
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from dagster._core.definitions.selector import JobSubsetSelector
@@ -30,8 +31,29 @@ from ..launch import TargetOutcome, claim_targets, job_plan, new_run_id, run_tag
 from ..redaction import error_text
 from ..store import sync_runs
 from ..targets import CODE_LOCATION_NAME, SyncTarget
+from .common import log
 
 REPOSITORY_NAME = "__repository__"
+MAX_REASON_CHARS = 600
+_FRAME = re.compile(r'^\s*File ".*", line \d+')
+_CARETS = re.compile(r"^\s*[\^~]+\s*$")
+
+
+def short_error(exc: BaseException) -> str:
+    """The error without Python stack frames (a user-code error from Dagster embeds them), capped."""
+    lines, skip_next = [], False
+    for line in error_text(exc).splitlines():
+        if skip_next:
+            skip_next = False
+            continue
+        if _FRAME.match(line):
+            skip_next = True  # the source line that follows the frame
+            continue
+        if line.strip() in ("Stack Trace:", "") or _CARETS.match(line):
+            continue
+        lines.append(line.strip())
+    text = " ".join(lines)
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
 
 
 def submit_job_run(
@@ -105,7 +127,8 @@ def launch_targets(
     try:
         submit_job_run(context, job_name, tags=tags, asset_selection=selection, run_id=dagster_run_id, before_submit=attach)
     except Exception as exc:
-        reason = f"launch failed: {error_text(exc)}"
+        log.error("launching %s for %s failed: %s", job_name, ", ".join(claims), error_text(exc))
+        reason = f"launch failed: {short_error(exc)}"
         for o in launched:
             sync_runs.finish_run(engine, o.sync_run_id, status="FAILED", error=reason)
             o.outcome, o.reason, o.dagster_run_id = "SKIPPED", reason, None

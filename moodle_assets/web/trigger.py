@@ -39,6 +39,7 @@ from schedules.config_table import list_configs
 from schedules.due import is_due
 
 from ..launch import TargetOutcome, ordered
+from ..redaction import redact
 from ..store.types import utcnow
 from ..targets import SyncTarget, SyncTrigger
 from .common import BodyTooLarge, any_method_route, app_engine, log, read_body, settings
@@ -73,9 +74,9 @@ def parse_body(raw: bytes) -> tuple[list[SyncTarget] | None, bool]:
     if not raw.strip():
         return None, False
     try:
-        body = json.loads(raw)
+        body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise BadRequest("body must be UTF-8 JSON") from None
+        raise BadRequest("body must be UTF-8 encoded JSON") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     if not isinstance(body, dict):
@@ -143,7 +144,7 @@ def make_trigger_endpoint(webserver):
         except BodyTooLarge:
             return _error(413, "body too large (limit 16 KiB)")
         except BadRequest as exc:
-            return _error(400, str(exc))
+            return _error(400, redact(str(exc)))  # it may quote what was sent: never echo a secret
         results = await run_in_threadpool(_run_trigger, webserver, request, targets, force)
         log.info(
             "sync trigger (force=%s): %s",
