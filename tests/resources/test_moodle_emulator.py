@@ -11,7 +11,7 @@ import time
 
 import pytest
 import requests
-from conftest import SECRET_TOKEN, assert_token_free
+from moodle_replay import SECRET_TOKEN, assert_token_free
 
 from resources.moodle import (
     MoodleAccessError,

@@ -9,7 +9,7 @@ import json
 import pickle
 
 import pytest
-from conftest import REAL_FIXTURES, SECRET_TOKEN, Reply, assert_token_free, load_real_fixture, real_fixture_names
+from moodle_replay import REAL_FIXTURES, SECRET_TOKEN, Reply, assert_token_free, load_real_fixture, real_fixture_names
 
 from resources.moodle import (
     MoodleAccessError,

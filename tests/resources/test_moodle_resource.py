@@ -2,7 +2,7 @@
 
 import dagster as dg
 import pytest
-from conftest import SECRET_TOKEN, Reply
+from moodle_replay import SECRET_TOKEN, Reply
 
 from resources.moodle import MoodleClient, MoodleRateLimitedError, MoodleResource
 

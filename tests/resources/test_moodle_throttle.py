@@ -9,7 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import REAL_FIXTURES, SECRET_TOKEN, Reply, load_real_fixture
+from moodle_replay import REAL_FIXTURES, SECRET_TOKEN, Reply, load_real_fixture
 
 from resources.moodle import MoodleUnknownError
 from resources.throttle import HostThrottle, site_key
