@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 
 from resources.config import ConfigError
@@ -72,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
     serve.add_argument("--no-daemon", action="store_true", help="do not start dagster-daemon (run it yourself)")
+    serve.add_argument(
+        "--workspace",
+        type=Path,
+        default=None,
+        help="workspace file (default: the repo's workspace.yaml; deploy/workspace.grpc.yaml for a separate code server)",
+    )
 
     emulator = sub.add_parser(
         "emulator",
@@ -133,7 +140,7 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
     if args.command == "serve":
         from .web.serve import serve
 
-        return serve(args.host, args.port, daemon=not args.no_daemon)
+        return serve(args.host, args.port, daemon=not args.no_daemon, workspace=args.workspace)
     if args.command == "sync":
         from .run_launcher import cli_sync
 

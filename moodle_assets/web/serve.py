@@ -71,13 +71,13 @@ def enable_demo_schedule(database_url: str) -> list[str]:
     return enabled
 
 
-def daemon_command() -> list[str]:
+def daemon_command(workspace_file: Path = WORKSPACE_FILE) -> list[str]:
     executable = Path(sys.executable).with_name("dagster-daemon")
-    return [str(executable), "run", "-w", str(WORKSPACE_FILE)]
+    return [str(executable), "run", "-w", str(workspace_file)]
 
 
-def start_daemon(stack: ExitStack) -> subprocess.Popen:
-    process = subprocess.Popen(daemon_command(), cwd=PROJECT_ROOT, env=os.environ.copy())
+def start_daemon(stack: ExitStack, workspace_file: Path = WORKSPACE_FILE) -> subprocess.Popen:
+    process = subprocess.Popen(daemon_command(workspace_file), cwd=PROJECT_ROOT, env=os.environ.copy())
 
     def stop() -> None:
         if process.poll() is None:
@@ -92,7 +92,14 @@ def start_daemon(stack: ExitStack) -> subprocess.Popen:
     return process
 
 
-def serve(host: str = "127.0.0.1", port: int = 3000, *, daemon: bool = True, demo: bool | None = None) -> int:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    *,
+    daemon: bool = True,
+    demo: bool | None = None,
+    workspace: Path | None = None,
+) -> int:
     settings = load_settings()
     upgrade(settings.database_url)
     prepare_dagster_home()
@@ -106,10 +113,11 @@ def serve(host: str = "127.0.0.1", port: int = 3000, *, daemon: bool = True, dem
                 print(f"demo: enabled {', '.join(enabled)} so the first syncs run within a minute")
         elif not settings.moodle_token:
             print("warning: MOODLE_URL is set but MOODLE_TOKEN is not; syncs will fail until it is set", file=sys.stderr)
+        workspace_file = (workspace or WORKSPACE_FILE).resolve()
         if daemon:
-            start_daemon(stack)
+            start_daemon(stack, workspace_file)
         instance = stack.enter_context(DagsterInstance.get())
-        context = stack.enter_context(workspace_context(instance, WORKSPACE_FILE))
+        context = stack.enter_context(workspace_context(instance, workspace_file))
         app = create_app(context)
         print(f"Dagster UI:  http://{host}:{port}/")
         print(f"Admin page:  http://{host}:{port}/dashboard/admin/integration")
