@@ -52,6 +52,7 @@ class WebProcess:
     engine: object
     instance: object
     tmp: Path
+    process_context: object = None
     responses: list = field(default_factory=list)
 
     def session(self) -> requests.Session:
@@ -105,7 +106,7 @@ def web_process(tmp: Path, *, coordinator: str, moodle_url: str | None = None, e
         with DagsterInstance.get() as instance, workspace_context(instance, WORKSPACE_FILE) as context:
             app = create_app(context)
             with BackgroundServer(app) as server:
-                yield WebProcess(url=server.url, engine=engine, instance=instance, tmp=tmp)
+                yield WebProcess(url=server.url, engine=engine, instance=instance, tmp=tmp, process_context=context)
         engine.dispose()
 
 
