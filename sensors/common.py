@@ -5,9 +5,9 @@ import threading
 
 from sqlalchemy import Engine
 
-from moodle_assets.settings import load_settings
+from moodle_assets.settings import default_database_url, validate_database_url
 from moodle_assets.store.db import engine_for
-from resources.config import env_int
+from resources.config import env_int, env_str
 
 # Seconds between two evaluations of each of our sensors (default 30; tests shorten it).
 SENSOR_INTERVAL_ENV = "MOODLE_SCHEDULE_SENSOR_INTERVAL_SECONDS"
@@ -23,8 +23,13 @@ _migrate_lock = threading.Lock()
 
 
 def app_engine() -> Engine:
-    """Engine for DATABASE_URL, migrated once per process so a fresh database just works."""
-    url = load_settings().database_url
+    """Engine for DATABASE_URL, migrated once per process so a fresh database just works.
+
+    Only the database settings are read (as `load_settings()` does): a bad Moodle setting must
+    not stop the sensors from recording why the runs fail.
+    """
+    url = env_str("DATABASE_URL") or default_database_url()
+    validate_database_url(url)
     if url not in _migrated:
         with _migrate_lock:
             if url not in _migrated:

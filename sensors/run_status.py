@@ -52,7 +52,7 @@ def run_targets(run: DagsterRun) -> list[SyncTarget]:
     is_asset_job = run.job_name.startswith("__ASSET_JOB")
     if run.job_name not in ALL_JOB_NAMES and not is_asset_job:
         return []
-    if run.asset_selection is not None:
+    if run.asset_selection:  # empty: not restricted (execute_in_process sets frozenset())
         keys = set(run.asset_selection)
         return [t for t in _ORDER if AssetKey(TARGET_SPECS[t].asset_name) in keys]
     found: list[SyncTarget] = []
@@ -119,15 +119,23 @@ def _first_line(text: str | None) -> str:
     return lines[0] if lines else ""
 
 
+def _root_message(error) -> str:
+    """The first line of the innermost cause: the user's error, not Dagster's wrapper."""
+    while error is not None and getattr(error, "cause", None) is not None:
+        error = error.cause
+    return _first_line(error.message) if error is not None else ""
+
+
 def failure_message(context: RunFailureSensorContext) -> str:
     run_id = context.dagster_run.run_id
     parts = []
     for event in context.get_step_failure_events():
-        error = getattr(event.event_specific_data, "error", None)
-        detail = _first_line(error.message if error is not None else event.message)
+        detail = _root_message(getattr(event.event_specific_data, "error", None)) or _first_line(event.message)
         parts.append(f"step {event.step_key}: {detail}")
-    reason = "; ".join(parts) or _first_line(context.failure_event.message) or "run failed"
-    return f"Dagster run {run_id} failed: {reason}"
+    if not parts:  # failed outside a step: resources, the run worker, run monitoring
+        data = context.failure_event.event_specific_data
+        parts.append(_root_message(getattr(data, "error", None)) or _first_line(context.failure_event.message) or "run failed")
+    return f"Dagster run {run_id} failed: " + "; ".join(parts)
 
 
 @run_failure_sensor(
