@@ -90,6 +90,8 @@ GUEST_USERNAME = "guest"
 PRICE_MAX_SCALE = 4
 PRICE_MAX_INTEGER_DIGITS = 14
 _PRICE_LIMIT = Decimal(10) ** PRICE_MAX_INTEGER_DIGITS
+_INT_PRICE_LIMIT = 10**PRICE_MAX_INTEGER_DIGITS
+_FLOAT_PRICE_LIMIT = 1e13  # comfortably inside the limit whatever the float rounding
 
 # Largest id/int we accept: the store's BIGINT.
 _INT_MAX = 2**63 - 1
@@ -515,11 +517,18 @@ def parse_price(value: Any, *, field_name: str = "price", moodle_id: int | None 
     if value is None:
         return None
     if kind is int:
+        if 0 <= value < _INT_PRICE_LIMIT:  # fast path: nothing else to check
+            return Decimal(value)
         return _check_price(Decimal(value), field_name, moodle_id)
     if kind is float:
         if not math.isfinite(value):
             raise RowRejected(moodle_id, f"{field_name} is not a finite number: {value}")
-        return _check_price(Decimal(repr(value)), field_name, moodle_id)
+        text = repr(value)
+        # fast path for what Moodle's number field sends ("49.9", "1234.5"): no exponent,
+        # at most PRICE_MAX_SCALE decimals, positive and in range.
+        if 0 < value < _FLOAT_PRICE_LIMIT and "e" not in text and len(text) - text.index(".") <= PRICE_MAX_SCALE + 1:
+            return Decimal(text)
+        return _check_price(Decimal(text), field_name, moodle_id)
     if kind is str:
         return _parse_price_text(value, field_name, moodle_id)
     if kind is Decimal:
