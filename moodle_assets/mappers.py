@@ -46,7 +46,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from html import unescape
 from typing import Any
 
@@ -190,7 +190,13 @@ class CourseRecord(_Record):
 
 @dataclass(frozen=True, slots=True)
 class UserRecord(_Record):
-    """A ``users`` row. ``email`` is trimmed and lower-cased; ``None`` when empty or absent."""
+    """A ``users`` row. ``email`` is trimmed and lower-cased; ``None`` when empty or absent.
+
+    ``None`` cannot tell "Moodle has no e-mail" from "this row did not carry one" (a
+    ``userfields``-limited enrolled-user row, or a caller not allowed to see it): feed
+    the users table from ``core_user_get_users``/``_by_field`` rows, which carry ``email``
+    whenever the token may see it.
+    """
 
     moodle_user_id: int
     email: str | None
