@@ -121,6 +121,15 @@ def serve(
         app = create_app(context)
         print(f"Dagster UI:  http://{host}:{port}/")
         print(f"Admin page:  http://{host}:{port}/dashboard/admin/integration")
+        print(f"HTTP trigger: POST http://{host}:{port}/api/integration/moodle/sync"
+              + ("" if settings.sync_secret else " (off: set MOODLE_SYNC_CRON_SECRET)"))
+        from .access import WEB_TOKEN_ENV, configured_token
+
+        if configured_token():
+            print(f"Access: sign-in required ({WEB_TOKEN_ENV} is set)")
+        elif host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"warning: serving on {host} with no {WEB_TOKEN_ENV}: anyone who can reach this port "
+                  "can use the Dagster UI and start syncs", file=sys.stderr)
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
         try:
             server.run()  # returns on Ctrl-C / SIGTERM

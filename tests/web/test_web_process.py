@@ -15,7 +15,7 @@ import pytest
 from moodle_assets.store.sync_runs import list_runs
 from moodle_assets.targets import SyncTarget
 from schedules.config_table import get_config
-from web_helpers import ADMIN, SYNC_SECRET, TRIGGER, WEB_TOKEN
+from web_helpers import ADMIN, REPO_ROOT, SYNC_SECRET, TRIGGER, WEB_TOKEN
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 
@@ -252,6 +252,20 @@ def test_graphql_client_with_the_token(locked):
         tags={"moodle/target": "COURSE_CATALOG", "moodle/trigger": "GRAPHQL"},
     )
     assert locked.instance.get_run_by_id(run_id).tags["moodle/trigger"] == "GRAPHQL"
+
+
+def test_readme_curl_graphql_snippet_launches_a_tagged_run(web):
+    """The curl example in moodle_assets/web/README.md, sent as written."""
+    import json
+
+    readme = (REPO_ROOT / "moodle_assets" / "web" / "README.md").read_text()
+    body = readme.split("-d @- <<'EOF'\n", 1)[1].split("\nEOF", 1)[0]
+    r = web.session().post(web.url + "/graphql", data=body, headers={"Content-Type": "application/json"}, timeout=60)
+    launch = r.json()["data"]["launchRun"]
+    assert launch["__typename"] == "LaunchRunSuccess", launch
+    run = web.instance.get_run_by_id(launch["run"]["runId"])
+    assert run.job_name == json.loads(body)["variables"]["p"]["selector"]["jobName"] == "sync_course_catalog"
+    assert run.tags["moodle/target"] == "COURSE_CATALOG" and run.tags["moodle/trigger"] == "GRAPHQL"
 
 
 def test_no_secret_in_any_response(queued_web):
