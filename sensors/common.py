@@ -38,3 +38,27 @@ def app_engine() -> Engine:
                 upgrade(url)
                 _migrated.add(url)
     return engine_for(url)
+
+
+def ghost_run_state(instance):
+    """`run_state_checker`, except that a NOT_STARTED Dagster run is not "waiting in a queue".
+
+    A run stays NOT_STARTED when the process that created it died before starting or
+    submitting it (e.g. `moodle-integration sync` killed while loading). Counted as queued,
+    its RUNNING history row would never become a ghost and would block the target forever;
+    counted as running, the heartbeat timeout closes it.
+    """
+    from dagster import DagsterRunStatus
+
+    from moodle_assets.dagster_runs import run_state_checker
+    from moodle_assets.store.sync_runs import RUNNING
+
+    base = run_state_checker(instance)
+
+    def check(dagster_run_id: str):
+        run = instance.get_run_by_id(dagster_run_id)
+        if run is not None and run.status == DagsterRunStatus.NOT_STARTED:
+            return RUNNING
+        return base(dagster_run_id)
+
+    return check

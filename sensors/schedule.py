@@ -48,7 +48,6 @@ from dagster import (
 )
 from dagster._core.storage.tags import RUN_KEY_TAG
 
-from moodle_assets.dagster_runs import run_state_checker
 from moodle_assets.store import sync_runs
 from moodle_assets.store.types import utcnow
 from moodle_assets.targets import TAG_TARGET, TAG_TRIGGER, TARGET_SPECS, SyncTarget, SyncTrigger
@@ -56,7 +55,7 @@ from schedules.config_table import list_configs, move_slot
 from schedules.due import next_slot
 from schedules.plan import Action, fmt_time, plan_tick, run_key, slot_label
 
-from .common import app_engine, sensor_interval_seconds
+from .common import app_engine, ghost_run_state, sensor_interval_seconds
 
 SCHEDULE_SENSOR_PREFIX = "moodle_schedule_"
 TAG_SLOT = "moodle/schedule_slot"
@@ -75,7 +74,7 @@ def evaluate_schedule(context: SensorEvaluationContext, target: SyncTarget):
     now = utcnow()
     notes: list[str] = []
 
-    ghosts = sync_runs.reconcile_ghosts(engine, target=target.value, run_state=run_state_checker(instance), now=now)
+    ghosts = sync_runs.reconcile_ghosts(engine, target=target.value, run_state=ghost_run_state(instance), now=now)
     if ghosts:
         notes.append("closed ghost sync run(s) " + ", ".join(f"#{g}" for g in ghosts) + " (worker lost)")
 

@@ -125,3 +125,17 @@ def test_ghost_running_rows_are_closed_on_the_tick(app_db, instance, monkeypatch
     assert "ended without closing" in sync_runs.get_run(app_db, gone.run_id).error
     assert sync_runs.running_runs(app_db) == []
     assert [c.enabled for c in list_configs(app_db)] == [True, False, False]
+
+
+def test_row_of_a_run_whose_creator_died_before_starting_it_becomes_a_ghost(app_db, instance, monkeypatch):
+    """NOT_STARTED is not "queued": nobody will start it, so the heartbeat timeout applies."""
+    monkeypatch.setenv("MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS", "60")
+    run = create_run_for_test(instance, job_name="sync_user_directory", status=DagsterRunStatus.NOT_STARTED)
+    orphan = sync_runs.claim_run(app_db, "USER_DIRECTORY", "CLI", dagster_run_id=run.run_id, now=utcnow() - timedelta(minutes=5))
+    # a run being launched (STARTING, like QUEUED) is waiting for a worker, not dead
+    queued = create_run_for_test(instance, job_name="sync_enrollments", status=DagsterRunStatus.STARTING)
+    waiting = sync_runs.claim_run(app_db, "ENROLLMENTS", "API", dagster_run_id=queued.run_id, now=utcnow() - timedelta(minutes=5))
+    tick(instance, UD)
+    tick(instance, EN)
+    assert sync_runs.get_run(app_db, orphan.run_id).status == "FAILED"
+    assert sync_runs.get_run(app_db, waiting.run_id).status == "RUNNING"

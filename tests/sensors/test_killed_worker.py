@@ -1,0 +1,92 @@
+"""A sync whose worker is SIGKILLed mid-run leaves no RUNNING row once reconciled, and no damage."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from dagster import DagsterInstance, DagsterRunStatus, SkipReason, build_sensor_context
+from sqlalchemy import select
+
+from moodle_assets.cli import main
+from moodle_assets.store import sync_runs
+from moodle_assets.store.db import create_app_engine, transaction
+from moodle_assets.store.models import CourseCatalog
+from sensors import SCHEDULE_SENSORS
+from moodle_assets.targets import SyncTarget
+from tests.conftest import REPO_ROOT
+
+TIMEOUT_S = 5  # the smallest heartbeat timeout the setting accepts
+
+
+def catalog(engine):
+    with transaction(engine) as s:
+        return [(c.moodle_course_id, c.shortname, c.fullname, c.is_active) for c in s.scalars(select(CourseCatalog).order_by(CourseCatalog.moodle_course_id))]
+
+
+def mid_fetch(engine, instance, emulator) -> bool:
+    """The sync's Dagster run has started and Moodle is being asked (each call takes 300 ms)."""
+    running = sync_runs.running_runs(engine)
+    if not running or not running[0].dagster_run_id:
+        return False
+    run = instance.get_run_by_id(running[0].dagster_run_id)
+    if run is None or run.status != DagsterRunStatus.STARTED:
+        return False
+    counters = requests.get(f"{emulator.url}/__emulator__/counters", timeout=5).json()
+    return counters["requests_total"] > 0
+
+
+def test_sigkilled_sync_is_reconciled_and_the_next_sync_runs(app_env, dagster_home, monkeypatch, tmp_path):
+    monkeypatch.setenv("MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS", str(TIMEOUT_S))
+    assert main(["sync", "--target", "COURSE_CATALOG"]) == 0
+    engine = create_app_engine(os.environ["DATABASE_URL"])
+    before = catalog(engine)
+    assert len(before) == 6
+
+    requests.post(f"{app_env.url}/__emulator__/faults", json={"latency_ms": 300}, timeout=5).raise_for_status()
+    requests.post(f"{app_env.url}/__emulator__/counters/reset", timeout=5).raise_for_status()
+    cli = Path(sys.executable).with_name("moodle-integration")
+    log = tmp_path / "sync.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(cli), "sync", "--target", "COURSE_CATALOG"], cwd=REPO_ROOT, env=dict(os.environ),
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        with DagsterInstance.get() as instance:
+            while not mid_fetch(engine, instance, app_env):
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the sync never reached Moodle"
+                time.sleep(0.05)
+        assert proc.poll() is None, "the sync finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    requests.post(f"{app_env.url}/__emulator__/faults", json={}, timeout=5).raise_for_status()
+
+    [ghost] = sync_runs.running_runs(engine)
+    assert ghost.trigger == "CLI" and ghost.dagster_run_id
+
+    with DagsterInstance.get() as instance:
+        # Its Dagster run still says STARTED (the worker died with it): only the heartbeat tells.
+        assert SCHEDULE_SENSORS[SyncTarget.COURSE_CATALOG](build_sensor_context(instance=instance)) is not None
+        assert sync_runs.get_run(engine, ghost.id).status == "RUNNING"  # fresh enough: not yet a ghost
+        time.sleep(TIMEOUT_S + 1)
+        result = SCHEDULE_SENSORS[SyncTarget.COURSE_CATALOG](build_sensor_context(instance=instance))
+    assert isinstance(result, SkipReason) and f"closed ghost sync run(s) #{ghost.id}" in result.skip_message
+    assert sync_runs.running_runs(engine) == []
+    closed = sync_runs.get_run(engine, ghost.id)
+    assert closed.status == "FAILED" and closed.error.startswith("worker lost: no heartbeat")
+    assert catalog(engine) == before  # one transaction per target: the killed sync wrote nothing
+
+    assert main(["sync", "--target", "COURSE_CATALOG"]) == 0
+    latest = sync_runs.list_runs(engine, target="COURSE_CATALOG", limit=1)[0]
+    assert latest.status == "SUCCESS" and latest.trigger == "CLI"
+    assert catalog(engine) == before
+    engine.dispose()
