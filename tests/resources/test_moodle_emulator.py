@@ -159,7 +159,7 @@ def test_burst_of_429_with_retry_after_is_honoured(fresh, make_client, fmt):
     assert isinstance(client.webservice_post("core_course_get_categories"), list)
     elapsed = time.monotonic() - started
     # two waits of >= 1 s each (the computed backoff alone would be <= 40 ms)
-    assert 1.9 <= elapsed <= 6.0, elapsed
+    assert 1.9 <= elapsed <= 8.0, elapsed
     snap = client.snapshot()
     assert snap["responses_429"] == 2 and snap["retries"] == 2 and snap["backoff_seconds"] >= 1.9
     assert counters(fresh)["responses_429"] == 2
@@ -195,7 +195,9 @@ CHILD = textwrap.dedent(
 
 def test_throttle_holds_two_processes_under_the_proxy_limit(fresh, throttle_dir):
     rps, each = 20, 20
-    control(fresh, "faults", {"rate_limit": {"rps": rps, "burst": 2, "retry_after": "seconds"}})
+    # burst 3: strict enough that two uncoordinated processes trip it (control test below),
+    # loose enough that scheduling jitter on a loaded 2-core CI box does not.
+    control(fresh, "faults", {"rate_limit": {"rps": rps, "burst": 3, "retry_after": "seconds"}})
     go = time.time() + 1.0  # both start together, after interpreter start-up
     procs = [
         subprocess.Popen([sys.executable, "-c", CHILD, fresh.url, SECRET_TOKEN, throttle_dir, str(each), str(rps), str(go)],
@@ -217,8 +219,8 @@ def test_throttle_holds_two_processes_under_the_proxy_limit(fresh, throttle_dir)
 
 def test_without_the_shared_throttle_two_processes_do_trip_the_limit(fresh, tmp_path):
     """Control experiment: separate throttle dirs = separate budgets -> 2x the rate -> 429s."""
-    rps, each = 20, 20
-    control(fresh, "faults", {"rate_limit": {"rps": rps, "burst": 2, "retry_after": "seconds"}})
+    rps, each = 10, 20
+    control(fresh, "faults", {"rate_limit": {"rps": rps, "burst": 3, "retry_after": "seconds"}})
     go = time.time() + 1.0
     procs = [
         subprocess.Popen([sys.executable, "-c", CHILD, fresh.url, SECRET_TOKEN, str(tmp_path / f"own{i}"), str(each),
