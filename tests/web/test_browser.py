@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -106,7 +105,7 @@ def test_run_now_shows_the_run_finish_and_links_to_the_dagster_run_page(page, li
     live_web.reset_history(enabled=True, frequency=60)
     url = live_web.url + ADMIN
     page.goto(url)
-    page.get_by_role("button", name="Run Course catalog now").click()
+    page.get_by_role("button", name="Run now: Course catalog").click()
     expect(page.get_by_role("status")).to_contain_text("Course catalog sync started")
     assert page.url.endswith("#target-course_catalog")
     row = wait_for_row(

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-import requests
 
 from moodle_assets.store.sync_runs import list_runs
 from moodle_assets.store.types import utcnow

@@ -13,7 +13,6 @@ history and config they rely on.
 from __future__ import annotations
 
 import contextlib
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
