@@ -219,7 +219,7 @@ def test_throttle_holds_two_processes_under_the_proxy_limit(fresh, throttle_dir)
 
 def test_without_the_shared_throttle_two_processes_do_trip_the_limit(fresh, tmp_path):
     """Control experiment: separate throttle dirs = separate budgets -> 2x the rate -> 429s."""
-    rps, each = 10, 20
+    rps, each = 10, 10
     control(fresh, "faults", {"rate_limit": {"rps": rps, "burst": 3, "retry_after": "seconds"}})
     go = time.time() + 1.0
     procs = [
