@@ -15,7 +15,9 @@ def run_state_checker(instance: DagsterInstance):
     def check(dagster_run_id: str) -> str | None:
         run = instance.get_run_by_id(dagster_run_id)
         if run is None:
-            return OVER  # deleted, or never created: nobody is working on it
+            # Not created yet (the CLI claims before execute_in_process creates its run) or
+            # deleted: unknown, so the heartbeat decides.
+            return None
         if run.status in _OVER:
             return OVER
         if run.status in _QUEUED:
