@@ -26,6 +26,11 @@ its state in a small file, updated under ``fcntl.flock``.
 * Wall-clock time (``time.time``) is used because the state outlives processes; if the clock
   jumps backwards, a TAT implausibly far in the future is clamped so no caller sleeps for the
   size of the jump.
+* A second phase guards *actual* starts: the state also keeps the last real start time, and
+  a caller whose predecessor overslept its slot waits the remainder, so no two requests ever
+  start closer than one interval (scheduler jitter would otherwise bunch them up).
+* If the directory is not writable (another user's, read-only), the throttle logs a warning
+  and limits this process alone rather than failing the sync.
 * ``penalize(seconds)`` pushes TAT forward when the server says "Retry-After": every thread
   and process then pauses, not just the one that was told.
 """
@@ -33,9 +38,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import struct
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +50,7 @@ from urllib.parse import urlsplit
 
 # (TAT, last actual start): see acquire().
 _STATE = struct.Struct("<dd")
+logger = logging.getLogger("resources.moodle")
 DEFAULT_DIR_NAME = "moodle-integration-throttle"
 
 
@@ -81,8 +89,25 @@ class HostThrottle:
         self._sleep = sleep
         # A TAT further ahead than this is a clock that jumped back, not a real queue: reset.
         self._max_ahead = max(max_ahead, self.interval * 4)
+        # Fallback when the state file cannot be used (read-only or foreign-owned directory):
+        # an in-process state, so this process still stays under the rate on its own.
+        self._local_lock = threading.Lock()
+        self._local_state = (0.0, 0.0)
+        self._local_only = False
         if self.enabled:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                self._fall_back(exc)
+
+    def _fall_back(self, exc: OSError) -> None:
+        if not self._local_only:
+            self._local_only = True
+            logger.warning(
+                "moodle throttle: cannot use %s (%s); throttling this process only — set MOODLE_THROTTLE_DIR "
+                "to a directory every sync process can write",
+                self.path, exc.strerror or exc,
+            )
 
     @property
     def enabled(self) -> bool:
@@ -91,7 +116,18 @@ class HostThrottle:
     def _update(self, fn: Callable[[float, float, float], tuple[float, float, float]]) -> float:
         """Under the exclusive lock: read (TAT, last start), ``fn(tat, last, now)`` →
         ``(new_tat, new_last, result)``, write them back, return ``result``."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if not self._local_only:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                self._fall_back(exc)
+        if self._local_only:
+            with self._local_lock:
+                now = self._clock()
+                tat, last = self._local_state
+                new_tat, new_last, result = fn(min(tat, now + self._max_ahead), last, now)
+                self._local_state = (new_tat, new_last)
+                return result
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             raw = os.pread(fd, _STATE.size, 0)

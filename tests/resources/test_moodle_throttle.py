@@ -186,3 +186,12 @@ def test_one_client_many_threads(replay, make_client):
     assert snap["requests_by_function"] == {"fn_0": 20, "fn_1": 20, "fn_2": 20}
     assert sorted(dict(s.form)["i"] for s in replay.seen) == sorted(str(i) for i in range(60))
     assert all(("wstoken", SECRET_TOKEN) in s.form for s in replay.seen)
+
+
+def test_unusable_state_dir_falls_back_to_a_per_process_throttle(tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    clock = FakeClock()
+    t = HostThrottle("https://lms.example.edu", 10, blocker / "sub", clock=clock)
+    assert [t.reserve(), t.reserve()] == pytest.approx([0.0, 0.1])
+    assert any("MOODLE_THROTTLE_DIR" in r.getMessage() for r in caplog.records)
