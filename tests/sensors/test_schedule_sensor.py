@@ -115,7 +115,8 @@ def test_ghost_running_rows_are_closed_on_the_tick(app_db, instance, monkeypatch
     monkeypatch.setenv("MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS", "60")
     update_config(app_db, CC, enabled=True, frequency_minutes=1)
     stale = sync_runs.claim_run(app_db, "COURSE_CATALOG", "SCHEDULE", now=utcnow() - timedelta(minutes=5))
-    gone = sync_runs.claim_run(app_db, "ENROLLMENTS", "API", dagster_run_id="no-such-run")  # fresh beat, run unknown
+    ended = create_run_for_test(instance, job_name="sync_enrollments", status=DagsterRunStatus.FAILURE)
+    gone = sync_runs.claim_run(app_db, "ENROLLMENTS", "API", dagster_run_id=ended.run_id)  # fresh beat, run over
     result = tick(instance, CC)
     assert [r.job_name for r in requests(result)] == ["sync_course_catalog"]  # the ghost no longer blocks it
     row = sync_runs.get_run(app_db, stale.run_id)
