@@ -5,7 +5,9 @@ from dagster import DagsterInstance, DagsterRunStatus
 
 from .store.sync_runs import OVER, QUEUED, RUNNING
 
-_QUEUED = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.MANAGED}
+# NOT_STARTED is not "queued": a run whose creator died before submitting it never starts,
+# so its claim is judged by the heartbeat like a running one.
+_QUEUED = {DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING, DagsterRunStatus.MANAGED}
 _OVER = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
