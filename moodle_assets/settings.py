@@ -60,7 +60,13 @@ class Settings:
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad variable."""
+    from resources.moodle_client import validate_env
+
     env = os.environ if env is None else env
+    validate_env(env)  # the client's MOODLE_RATE_LIMIT_* / MOODLE_HTTP_* tunables
+    from .sync.options import SyncOptions
+
     database_url = env_str("DATABASE_URL", env=env) or default_database_url(env)
     validate_database_url(database_url)
     moodle_url = env_str("MOODLE_URL", env=env)
@@ -73,7 +79,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(
                 f"MOODLE_DEFAULT_CURRENCY must be a 3-letter ISO 4217 code such as EUR, got {default_currency!r}"
             )
-    return Settings(
+    settings = Settings(
         data_dir=data_dir(env),
         database_url=database_url,
         moodle_url=moodle_url,
@@ -83,6 +89,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         currency_field=env_str("MOODLE_CURRENCY_FIELD", "currency", env=env) or "currency",
         default_currency=default_currency,
     )
+    SyncOptions.from_settings(settings, env)  # the MOODLE_SYNC_* tunables
+    return settings
 
 
 def validate_database_url(url: str) -> None:

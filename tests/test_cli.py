@@ -65,6 +65,9 @@ def test_config_set_rejects_bad_input(tmp_path, args, message):
         ("DATABASE_URL", "mysql://x/y", "DATABASE_URL must be"),
         ("MOODLE_URL", "ftp://lms", "MOODLE_URL must be an http"),
         ("MOODLE_DEFAULT_CURRENCY", "EURO", "MOODLE_DEFAULT_CURRENCY"),
+        ("MOODLE_RATE_LIMIT_MAX_RETRIES", "three", "MOODLE_RATE_LIMIT_MAX_RETRIES"),
+        ("MOODLE_RATE_LIMIT_BASE_DELAY_MS", "-5", "MOODLE_RATE_LIMIT_BASE_DELAY_MS"),
+        ("MOODLE_SYNC_MAX_DEACTIVATE_FRACTION", "2", "MOODLE_SYNC_MAX_DEACTIVATE_FRACTION"),
     ],
 )
 def test_bad_environment_fails_with_one_line_naming_the_variable(tmp_path, var, value, message):
