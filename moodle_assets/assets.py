@@ -64,8 +64,9 @@ def trigger_from_tags(tags: dict[str, str]) -> str:
 class _Heartbeat:
     """Tells the history the worker is alive, from a thread, until stopped."""
 
-    def __init__(self, engine, run_id: int, interval: float = sync_runs.HEARTBEAT_INTERVAL_S):
-        self.engine, self.run_id, self.interval = engine, run_id, interval
+    def __init__(self, engine, run_id: int, interval: float | None = None):
+        self.engine, self.run_id = engine, run_id
+        self.interval = interval if interval is not None else sync_runs.heartbeat_interval_seconds()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id}", daemon=True)
 

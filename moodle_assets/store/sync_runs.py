@@ -38,6 +38,12 @@ def heartbeat_timeout() -> timedelta:
     return timedelta(seconds=env_int(HEARTBEAT_TIMEOUT_ENV, DEFAULT_HEARTBEAT_TIMEOUT_S, minimum=5))
 
 
+def heartbeat_interval_seconds() -> float:
+    """How often a running sync beats: at least three beats per timeout, so a healthy worker is
+    never judged lost when the timeout is set below the usual interval (it accepts 5 s)."""
+    return min(HEARTBEAT_INTERVAL_S, heartbeat_timeout().total_seconds() / 3)
+
+
 @dataclass
 class RunCounts:
     fetched: int = 0
