@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 
 from moodle_assets.store.db import transaction
+from moodle_assets.store.sync_runs import add_skip_row
 from moodle_assets.store.models import IntegrationSyncConfig
 from moodle_assets.store.types import utcnow
 from moodle_assets.targets import SyncTarget
@@ -124,8 +125,7 @@ def move_slot(
     returned, so a slot is recorded as skipped exactly once; without it, 0 is returned.
     `last_run_at` is left alone: nothing ran.
     """
-    from moodle_assets.store.models import IntegrationSyncRun
-    from moodle_assets.targets import SyncStatus, SyncTrigger
+    from moodle_assets.targets import SyncTrigger
 
     now = now or utcnow()
     with transaction(engine) as session:
@@ -135,15 +135,4 @@ def move_slot(
         row.next_run_at = new_next_run_at
         if skip_reason is None:
             return 0
-        skipped = IntegrationSyncRun(
-            target=target.value,
-            status=SyncStatus.SKIPPED.value,
-            trigger=SyncTrigger.SCHEDULE.value,
-            started_at=now,
-            finished_at=now,
-            forced=False,
-            skip_reason=skip_reason,
-        )
-        session.add(skipped)
-        session.flush()
-        return skipped.id
+        return add_skip_row(session, target.value, SyncTrigger.SCHEDULE.value, skip_reason, now=now)

@@ -192,31 +192,33 @@ def claim_run(
             reason += f", Dagster run {holder.dagster_run_id})" if holder.dagster_run_id else ")"
         else:
             reason = f"{target} is already syncing"
-        skipped = IntegrationSyncRun(
-            target=target,
-            status="SKIPPED",
-            trigger=trigger,
-            dagster_run_id=dagster_run_id,
-            started_at=now,
-            finished_at=now,
-            forced=force,
-            skip_reason=reason,
-        )
-        session.add(skipped)
-        session.flush()
-        return Claim(skipped.id, target, False, reason, ghosts)
+        skipped_id = add_skip_row(session, target, trigger, reason, now=now, dagster_run_id=dagster_run_id, forced=force)
+        return Claim(skipped_id, target, False, reason, ghosts)
+
+
+def add_skip_row(
+    session,
+    target: str,
+    trigger: str,
+    reason: str,
+    *,
+    now: datetime,
+    dagster_run_id: str | None = None,
+    forced: bool = False,
+) -> int:
+    """Insert a SKIPPED history row in the caller's transaction; return its id."""
+    run = IntegrationSyncRun(
+        target=target, status="SKIPPED", trigger=trigger, dagster_run_id=dagster_run_id,
+        started_at=now, finished_at=now, forced=forced, skip_reason=reason,
+    )
+    session.add(run)
+    session.flush()
+    return run.id
 
 
 def record_skip(engine: Engine, target: str, trigger: str, reason: str, *, dagster_run_id: str | None = None) -> int:
-    now = utcnow()
     with transaction(engine) as session:
-        run = IntegrationSyncRun(
-            target=target, status="SKIPPED", trigger=trigger, dagster_run_id=dagster_run_id,
-            started_at=now, finished_at=now, forced=False, skip_reason=reason,
-        )
-        session.add(run)
-        session.flush()
-        return run.id
+        return add_skip_row(session, target, trigger, reason, now=utcnow(), dagster_run_id=dagster_run_id)
 
 
 def attach_dagster_run(engine: Engine, run_id: int, dagster_run_id: str) -> None:

@@ -353,6 +353,22 @@ def _forbidden() -> Response:
     )
 
 
+async def _checked_post(request: Request) -> "tuple[SyncTarget, dict] | Response":
+    """The checks every admin form POST passes, in order: method, size, CSRF, target."""
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    target = _target_or_none(request)
+    try:
+        form = await read_form(request)
+    except BodyTooLarge:
+        return error_page(413, "Form too large", "That form submission is larger than this page ever sends.")
+    if not check_csrf(request, form):
+        return _forbidden()
+    if target is None:
+        return error_page(404, "Unknown target", f"There is no sync target called {request.path_params.get('target')!r}.")
+    return target, form
+
+
 def make_admin_endpoints(webserver):
     async def admin_page(request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
@@ -361,17 +377,10 @@ def make_admin_endpoints(webserver):
         return await run_in_threadpool(_page, webserver, request, flash=flash)
 
     async def save_settings(request: Request) -> Response:
-        if request.method != "POST":
-            return _method_not_allowed("POST")
-        target = _target_or_none(request)
-        try:
-            form = await read_form(request)
-        except BodyTooLarge:
-            return error_page(413, "Form too large", "That form submission is larger than this page ever sends.")
-        if not check_csrf(request, form):
-            return _forbidden()
-        if target is None:
-            return error_page(404, "Unknown target", f"There is no sync target called {request.path_params.get('target')!r}.")
+        checked = await _checked_post(request)
+        if isinstance(checked, Response):
+            return checked
+        target, form = checked
         enabled = form.get("enabled") in ("on", "true", "1")
         raw_frequency = form.get("frequency_minutes", "")
         try:
@@ -396,17 +405,10 @@ def make_admin_endpoints(webserver):
         return flash_redirect(request, "success", text)
 
     async def run_now(request: Request) -> Response:
-        if request.method != "POST":
-            return _method_not_allowed("POST")
-        target = _target_or_none(request)
-        try:
-            form = await read_form(request)
-        except BodyTooLarge:
-            return error_page(413, "Form too large", "That form submission is larger than this page ever sends.")
-        if not check_csrf(request, form):
-            return _forbidden()
-        if target is None:
-            return error_page(404, "Unknown target", f"There is no sync target called {request.path_params.get('target')!r}.")
+        checked = await _checked_post(request)
+        if isinstance(checked, Response):
+            return checked
+        target, _form = checked
 
         def launch():
             with webserver.request_context(request) as context:
