@@ -132,7 +132,12 @@ def reconcile_ghosts(
             if state == OVER:
                 reason = f"worker lost: Dagster run {run.dagster_run_id} ended without closing this sync"
             elif state == QUEUED:
-                continue  # launched, waiting in Dagster's queue: not a ghost
+                # Launched, waiting in Dagster's queue: not a ghost. Its worker has not started,
+                # so nothing beats yet; count the timeout from now, not from the claim, or a run
+                # that waited longer than the timeout (daemon restarted, queue full) is closed
+                # as "worker lost" the moment it starts.
+                run.heartbeat_at = now
+                continue
             elif last_sign < now - timeout:
                 reason = f"worker lost: no heartbeat since {last_sign:%Y-%m-%d %H:%M:%SZ} (timeout {int(timeout.total_seconds())} s)"
             if reason:
