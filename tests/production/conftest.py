@@ -35,3 +35,38 @@ def prod(stack):
     yield stack
     stack.emulator_faults({})
     stack.check_alive()
+
+
+@pytest.fixture
+def cli_deployment(pg_server, pg_url, tmp_path, monkeypatch, prod_cli_emulator):
+    """`moodle-integration sync` as production runs it: Dagster storage and the app DB on
+    PostgreSQL (deploy/dagster.postgres.yaml), the emulator (demo school) as Moodle."""
+    import uuid
+
+    from production_stack import production_dagster_yaml, set_faults
+
+    name = f"dagster_{uuid.uuid4().hex[:10]}"
+    pg_server.psql(f"CREATE DATABASE {name};")
+    home = production_dagster_yaml(tmp_path / "dagster_home")
+    for key, value in {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_URL": pg_server.get_uri(database=name, driver="psycopg2"),
+        "DATABASE_URL": pg_url,
+        "MOODLE_URL": prod_cli_emulator.url,
+        "MOODLE_TOKEN": prod_cli_emulator.token,
+        "MOODLE_INTEGRATION_DATA_DIR": str(tmp_path / "data"),
+        "MOODLE_RATE_LIMIT_BASE_DELAY_MS": "20",
+        "MOODLE_RATE_LIMIT_MAX_DELAY_MS": "100",
+    }.items():
+        monkeypatch.setenv(key, value)
+    set_faults(prod_cli_emulator, {})
+    yield prod_cli_emulator
+    set_faults(prod_cli_emulator, {})
+
+
+@pytest.fixture(scope="module")
+def prod_cli_emulator():
+    from moodle_assets.emulator import EmulatorServer
+
+    with EmulatorServer(scale="demo", token=EMULATOR_TOKEN, port=0) as emu:
+        yield emu

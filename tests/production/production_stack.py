@@ -68,6 +68,35 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, *, inter
         time.sleep(interval)
 
 
+def snapshot(engine) -> dict[str, list[tuple]]:
+    """Every row of the four data tables, every column: what "nothing was written" means."""
+    from sqlalchemy import select
+
+    from moodle_assets.store.db import transaction
+    from moodle_assets.store.models import CourseCatalog, CourseCategory, User, UserCourseEnrollment
+
+    out = {}
+    with transaction(engine) as s:
+        for model in (CourseCategory, CourseCatalog, User, UserCourseEnrollment):
+            columns = list(model.__table__.columns)
+            out[model.__tablename__] = sorted(tuple(r) for r in s.execute(select(*columns)).all())
+    return out
+
+
+def mutate(emulator, *ops: dict) -> None:
+    requests.post(f"{emulator.url}/__emulator__/mutate", json={"ops": list(ops)}, timeout=10).raise_for_status()
+
+
+def set_faults(emulator, config: dict) -> None:
+    requests.post(f"{emulator.url}/__emulator__/faults", json=config, timeout=10).raise_for_status()
+
+
+def counters(emulator, reset: bool = False) -> dict:
+    if reset:
+        requests.post(f"{emulator.url}/__emulator__/counters/reset", timeout=10).raise_for_status()
+    return requests.get(f"{emulator.url}/__emulator__/counters", timeout=10).json()
+
+
 # --- PostgreSQL servers we can stop and start ------------------------------------------------
 
 
@@ -326,7 +355,7 @@ def start_stack(tmp: Path, dagster_pg: Any, emulator: Any, *, extra_env: dict[st
             MOODLE_CODE_SERVER_HOST="127.0.0.1",
             MOODLE_CODE_SERVER_PORT=str(code_port),
             MOODLE_SCHEDULE_SENSOR_INTERVAL_SECONDS="2",
-            MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS="5",
+            MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS="30",  # a run worker needs a few s to reach its first beat
             MOODLE_RATE_LIMIT_BASE_DELAY_MS="20",
             MOODLE_RATE_LIMIT_MAX_DELAY_MS="100",
             PYTHONUNBUFFERED="1",
