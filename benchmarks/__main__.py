@@ -15,6 +15,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -133,12 +134,16 @@ def run_child(cfg: dict[str, Any], workdir: Path, timeout: float) -> dict[str, A
     try:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.child", str(cfg_path)], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=timeout)
+        rc, stderr = proc.returncode, proc.stderr
     except subprocess.TimeoutExpired:
-        return {"approach": cfg["approach"], "error": f"timed out after {timeout:.0f} s"}
+        rc, stderr = None, f"timed out after {timeout:.0f} s"
     try:
         result = json.loads(Path(cfg["result"]).read_text())
     except (OSError, ValueError):
-        result = {"approach": cfg["approach"], "error": f"child rc={proc.returncode}: {proc.stderr[-2000:]}"}
+        result = {"approach": cfg["approach"]}
+    if rc != 0 and not result.get("error"):
+        # killed or timed out: keep the phases it finished, say why it stopped
+        result["error"] = stderr[-2000:] if rc is None else f"child rc={rc}: {stderr[-2000:]}"
     result["child_wall_s"] = round(time.perf_counter() - started, 3)
     if result.get("error"):
         log(f"  {cfg['approach']} FAILED: {result['error']}")
@@ -177,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--name", default="latest", help="result file stem")
     args = p.parse_args(argv)
+    # SIGTERM (e.g. a CI timeout) unwinds like Ctrl-C: children, the emulator and Postgres stop.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     if args.quick:
         if "--scales" not in (argv or sys.argv[1:]):
             args.scales = "demo"

@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from benchmarks.common import Emulator, WriteCounter, peak_rss_mb, phase
+from benchmarks.common import Emulator, WriteCounter, dump, peak_rss_mb, phase
 
 
 class NaiveMoodle:
@@ -156,5 +156,6 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         rec["db_writes"] = writes.snapshot()
         rec["client"] = {"requests_total": api.requests, "responses_429": api.responses_429,
                          "retry_wait_seconds": round(api.retry_wait_s, 3)}
+        dump(out, cfg["result"])  # a partial result survives a timeout in the next phase
     engine.dispose()
     return out

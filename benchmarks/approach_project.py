@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from benchmarks.common import Emulator, WriteCounter, peak_rss_mb, phase
+from benchmarks.common import Emulator, WriteCounter, dump, peak_rss_mb, phase
 
 
 def _counts(outcomes) -> dict[str, int]:
@@ -74,6 +74,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         snap = client.snapshot()
         rec["client"] = {k: snap[k] for k in ("requests_total", "retries", "responses_429", "backoff_seconds", "throttle_wait_seconds")}
         rec["client"]["requests_by_function"] = snap["requests_by_function"]
+        dump(out, cfg["result"])  # a partial result survives a timeout in the next phase
         if name == "full":
             recording["on"] = False
             with open(cfg["request_log"], "w") as fh:

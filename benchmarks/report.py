@@ -65,6 +65,11 @@ def derive(results: dict[str, Any]) -> None:
         for r in runs:
             if r.get("error"):
                 r["figures"] = {"error": r["error"]}
+                if "full" in r and "resync" not in r:  # stopped during the re-sync: keep the full sync's figures
+                    full = r["full"]
+                    r["figures"].update(requests=full["server"]["requests"], requests_min=minimum,
+                                        wall_s=full["wall_s"], rows_written=full["rows_written"],
+                                        server_time_s=round(full["server"]["server_time_ms"] / 1000, 2))
                 continue
             f: dict[str, Any] = {}
             rps = r.get("rate_limit_rps")
@@ -167,6 +172,10 @@ def one_line(r: dict[str, Any]) -> str:
             f"re-sync {resync['wall_s']} s writes {resync['db_writes']['statements']}, rss {r.get('process_peak_rss_mb')} MB")
 
 
+def _short(text: str) -> str:
+    return " ".join(str(text).split())[:90].replace("|", "/")
+
+
 def _fmt(v: Any, digits: int = 2) -> str:
     if v is None:
         return "–"
@@ -201,7 +210,13 @@ def markdown(results: dict[str, Any]) -> str:
             f = r.get("figures", {})
             rl = f"{r['rate_limit_rps']:g} rps" if r.get("rate_limit_rps") else "off"
             if r.get("error"):
-                lines.append(f"| {scale} | {r['backend']} | {rl} | {r['approach']} | error: {r['error'][:80]} |||||||||")
+                if "wall_s" in f:
+                    lines.append(f"| {scale} | {r['backend']} | {rl} | {r['approach']} | {f['requests']} ({f['requests_min']}) | "
+                                 f"{_fmt(f['wall_s'])} | – | – | – | {_fmt(f['server_time_s'], 1)} | – | "
+                                 f"did not finish: {_short(r['error'])} | – |")
+                else:
+                    lines.append(f"| {scale} | {r['backend']} | {rl} | {r['approach']} | error: {_short(r['error'])} "
+                                 "| | | | | | | | |")
                 continue
             if r["approach"] == "limit":
                 lines.append(
