@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 DEMO_EMULATOR_PORT = 8089
 DEMO_TOKEN = "demo-moodle-token"  # only ever valid for the local demo emulator
+DEMO_REQUESTS_PER_SECOND = 50
 DAEMON_STOP_TIMEOUT_S = 20
 
 
@@ -50,6 +51,8 @@ def start_demo_emulator(stack: ExitStack, *, scale: str = "demo"):
     emulator = stack.enter_context(EmulatorServer(scale=scale, token=DEMO_TOKEN, host="127.0.0.1", port=port))
     os.environ["MOODLE_URL"] = emulator.url
     os.environ["MOODLE_TOKEN"] = emulator.token
+    # The polite default (5 requests/s) is for real sites; the local demo may go faster.
+    os.environ.setdefault("MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND", str(DEMO_REQUESTS_PER_SECOND))
     return emulator
 
 
