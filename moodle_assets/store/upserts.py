@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from .models import CourseCatalog, CourseCategory, User, UserCourseEnrollment
@@ -85,6 +85,22 @@ def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any
         yield items[start : start + size]
 
 
+def _insert_rows(session: Session, model: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Bulk INSERT as Core ``executemany`` statements, one per set of keys.
+
+    Not the ORM's ``session.execute(insert(model), rows)``: the ORM leaves ``None`` values out
+    of each row's parameters and then batches only *consecutive rows with the same non-None
+    keys*, so rows alternating e.g. ``last_access_at`` None / set went out ~2 per statement
+    (60,000 INSERTs for 120,000 rows at scale M: 47 s on PostgreSQL). Core sends NULLs as
+    values, so a whole course or user list is one executemany.
+    """
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    for group in groups.values():
+        session.execute(model.__table__.insert(), group)
+
+
 def _same(old: Any, new: Any) -> bool:
     # Decimal('49.9000') == Decimal('49.90'); aware datetimes compare by instant.
     return old == new and (old is None) == (new is None)
@@ -135,7 +151,7 @@ def _diff_keyed(
         else:
             result.unchanged += 1
     if inserts:
-        session.execute(insert(model), inserts)
+        _insert_rows(session, model, inserts)
     if updates:
         session.execute(update(model), updates)
     result.inserted = len(inserts)
@@ -288,7 +304,7 @@ def apply_users(
     if updates:
         session.execute(update(User), updates)
     if inserts:
-        session.execute(insert(User), inserts)
+        _insert_rows(session, User, inserts)
     result.inserted = len(inserts)
     result.updated = len(updates)
     result.deactivated = _deactivate(session, User, gone, now)
