@@ -58,7 +58,37 @@ def workspace_context(instance: DagsterInstance, workspace_file: Path) -> Iterat
 
 def create_app(context: WorkspaceProcessContext, **kwargs):
     _load_route_modules()
-    return AppWebserver(context).create_asgi_app(**kwargs)
+    handlers = {**database_unavailable_handlers(), **kwargs.pop("exception_handlers", {})}
+    return AppWebserver(context).create_asgi_app(exception_handlers=handlers, **kwargs)
+
+
+DATABASE_DOWN_RETRY_AFTER_S = 30
+
+
+def database_unavailable_handlers() -> dict:
+    """The app database unreachable (server down, network, SQLite locked) is a 503 that says
+    so, with Retry-After, not a bare 500: JSON under /api/, the error page elsewhere."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from starlette.responses import JSONResponse
+
+    from ..redaction import error_text
+    from .common import error_page, log
+
+    async def unavailable(request, exc):
+        log.error("app database unavailable (%s %s): %s", request.method, request.url.path, error_text(exc)[:500])
+        headers = {"Retry-After": str(DATABASE_DOWN_RETRY_AFTER_S), "Cache-Control": "no-store"}
+        if request.url.path.startswith("/api/"):
+            return JSONResponse(
+                {"error": "the app database is unreachable right now; nothing was started or changed. Try again later."},
+                status_code=503, headers=headers,
+            )
+        response = error_page(503, "Database unavailable",
+                              "The integration's database cannot be reached right now, so nothing was changed. "
+                              "Try again in a moment; the server log has the details.")
+        response.headers.update(headers)
+        return response
+
+    return {OperationalError: unavailable, InterfaceError: unavailable}
 
 
 def _load_route_modules() -> None:

@@ -58,3 +58,35 @@ def test_a_run_that_waited_in_the_queue_longer_than_the_timeout_is_not_a_ghost_w
     # ... but a worker that really never beats is still closed once the timeout has passed
     assert sync_runs.reconcile_ghosts(engine, run_state=state.get, now=later + timeout + timedelta(seconds=1), timeout=timeout) == [claim.run_id]
     engine.dispose()
+
+
+def test_app_database_unreachable_is_a_503_that_says_so_not_a_500(tmp_path, monkeypatch):
+    """With the app DB down, the trigger and the admin page answered a bare
+    "500 Internal Server Error" (found by stopping the app DB's PostgreSQL server under the
+    split deployment). Now: 503 + Retry-After, JSON for the API, the error page for browsers."""
+    import requests
+    from dagster import DagsterInstance
+
+    from moodle_assets.dagster_home import WORKSPACE_FILE
+    from moodle_assets.web.app import create_app, workspace_context
+    from moodle_assets.web.serve import BackgroundServer
+
+    secret = "regression-secret-0a1b2c"
+    monkeypatch.setenv("MOODLE_SYNC_CRON_SECRET", secret)
+    monkeypatch.setenv("MOODLE_INTEGRATION_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MOODLE_URL", "http://127.0.0.1:9")
+    # a PostgreSQL socket directory where no server listens
+    monkeypatch.setenv("DATABASE_URL", f"postgresql+psycopg2://postgres:@/app?host={tmp_path}")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with DagsterInstance.get() as instance, workspace_context(instance, WORKSPACE_FILE) as context:
+        with BackgroundServer(create_app(context)) as server:
+            r = requests.post(server.url + "/api/integration/moodle/sync", headers={"x-sync-secret": secret}, timeout=30)
+            assert r.status_code == 503, r.text
+            assert "database is unreachable" in r.json()["error"] and r.headers["Retry-After"]
+            page = requests.get(server.url + "/dashboard/admin/integration", timeout=30)
+            assert page.status_code == 503 and "Database unavailable" in page.text
+            # the checks before any database access still come first
+            assert requests.post(server.url + "/api/integration/moodle/sync", timeout=30).status_code == 401
