@@ -79,6 +79,8 @@ def parse_body(raw: bytes) -> tuple[list[SyncTarget] | None, bool]:
         raise BadRequest("body must be UTF-8 encoded JSON") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # ~1,000 nested brackets fit in 16 KiB; json.loads recurses per level
+        raise BadRequest("body is not valid JSON for this endpoint: nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest(f'body must be a JSON object like {{"targets": ["COURSE_CATALOG"], "force": false}}, got {type(body).__name__ if body is not None else "null"}')
     unknown = sorted(set(body) - set(ALLOWED_KEYS))

@@ -90,3 +90,13 @@ def test_app_database_unreachable_is_a_503_that_says_so_not_a_500(tmp_path, monk
             assert page.status_code == 503 and "Database unavailable" in page.text
             # the checks before any database access still come first
             assert requests.post(server.url + "/api/integration/moodle/sync", timeout=30).status_code == 401
+
+
+def test_a_deeply_nested_trigger_body_is_a_400_not_a_500():
+    """A 16 KiB body holds ~8,000 nested brackets; json.loads raised RecursionError, which the
+    trigger did not catch: a 500 (found by the hypothesis bad-input suite)."""
+    from moodle_assets.web.trigger import BadRequest, parse_body
+
+    for body in (b"[" * 5000 + b"]" * 5000, b'{"targets": ' + b"[" * 3000 + b"]" * 3000 + b"}"):
+        with pytest.raises(BadRequest, match="nested too deeply"):
+            parse_body(body)
