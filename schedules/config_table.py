@@ -48,8 +48,13 @@ def parse_frequency(value: object) -> int:
         raise ConfigValidationError("frequency must be a whole number of minutes")
     if isinstance(value, str):
         text = value.strip()
-        if not text.isdigit():
-            raise ConfigValidationError(f"frequency must be a whole number of minutes, got {value!r}")
+        # ASCII digits only: str.isdigit() also accepts "²" and "١٢", which int() refuses
+        if not (text.isascii() and text.isdigit()):
+            raise ConfigValidationError(f"frequency must be a whole number of minutes, got {value[:40]!r}")
+        if len(text.lstrip("0")) > len(str(MAX_FREQUENCY_MINUTES)):  # and int() refuses > 4,300 digits
+            raise ConfigValidationError(
+                f"frequency must be between {MIN_FREQUENCY_MINUTES} and {MAX_FREQUENCY_MINUTES} minutes (30 days), got {text[:12]}…"
+            )
         value = int(text)
     if not isinstance(value, int):
         raise ConfigValidationError(f"frequency must be a whole number of minutes, got {value!r}")

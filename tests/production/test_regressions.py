@@ -100,3 +100,15 @@ def test_a_deeply_nested_trigger_body_is_a_400_not_a_500():
     for body in (b"[" * 5000 + b"]" * 5000, b'{"targets": ' + b"[" * 3000 + b"]" * 3000 + b"}"):
         with pytest.raises(BadRequest, match="nested too deeply"):
             parse_body(body)
+
+
+@pytest.mark.parametrize("text", ["²", "١٢", "9" * 5000, "0" * 10 + "9" * 10])
+def test_admin_frequency_with_unicode_digits_or_thousands_of_digits_is_a_validation_error(text):
+    """parse_frequency trusted str.isdigit(), which accepts "²" and Arabic-Indic digits that
+    int() refuses, and int() refuses strings over 4,300 digits: a ValueError the admin page did
+    not catch, so a 500 (found by the hypothesis bad-input suite)."""
+    from schedules.config_table import ConfigValidationError, parse_frequency
+
+    with pytest.raises(ConfigValidationError):
+        parse_frequency(text)
+    assert parse_frequency("0060") == 60 and parse_frequency(" 43200 ") == 43200
