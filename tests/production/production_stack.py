@@ -196,16 +196,19 @@ def production_dagster_yaml(home: Path) -> Path:
 
 @dataclass
 class Stack:
-    tmp: Path
-    env: dict[str, str]
+    tmp: Path = field(repr=False)
+    env: dict[str, str] = field(repr=False)
     url: str
-    app_db_url: str
-    dagster_pg_url: str
-    emulator: Any
-    app_pg: PgServer
-    procs: dict[str, Proc] = field(default_factory=dict)
-    _engine: Any = None
-    _instance: Any = None
+    app_db_url: str = field(repr=False)
+    dagster_pg_url: str = field(repr=False)
+    emulator: Any = field(repr=False)
+    app_pg: PgServer = field(repr=False)
+    procs: dict[str, Proc] = field(default_factory=dict, repr=False)
+    _engine: Any = field(default=None, repr=False)
+    _instance: Any = field(default=None, repr=False)
+
+    def __repr__(self) -> str:  # hypothesis prints the fixture in a failing example
+        return f"Stack({self.url})"
 
     # -- lifecycle --
     def check_alive(self) -> None:
