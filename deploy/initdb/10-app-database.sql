@@ -1,0 +1,2 @@
+-- The app database beside Dagster's own (docker-compose trial only).
+CREATE DATABASE moodle OWNER dagster;
