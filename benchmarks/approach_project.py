@@ -60,14 +60,17 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         writes.reset()
         client.metrics.reset()
         with phase(emulator, out, name) as rec:
-            step_times = {}
+            step_times: dict[str, float] = {}
+            step_rss: dict[str, float] = {}
             outcomes = []
 
             for fn in targets:
                 t = time.perf_counter()
                 outcomes.append(fn(fetcher, engine, options))
                 step_times[fn.__name__] = round(time.perf_counter() - t, 3)
+                step_rss[fn.__name__] = peak_rss_mb()
         rec["steps_s"] = step_times
+        rec["peak_rss_mb_after_step"] = step_rss  # which target drives the peak
         rec["counts"] = _counts(outcomes)
         rec["rows_written"] = rec["counts"]["inserted"] + rec["counts"]["updated"] + rec["counts"]["deactivated"]
         rec["db_writes"] = writes.snapshot()

@@ -17,6 +17,7 @@ APPROACHES = {
     "naive": "benchmarks.approach_naive",
     "dlt": "benchmarks.approach_dlt",
     "limit": "benchmarks.approach_limit",
+    "dagster": "benchmarks.approach_dagster",
 }
 
 
