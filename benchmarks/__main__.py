@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             args.approaches = "project,limit,naive"
         if "--rate-limit" not in (argv or sys.argv[1:]):
             args.rate_limit = 100.0
+        if "--rate-limit-baselines" not in (argv or sys.argv[1:]):
+            args.rate_limit_baselines = ""  # only the project runs rate-limited in the smoke run
     scales = [s for s in args.scales.split(",") if s]
     backends = [b for b in args.backends.split(",") if b]
     approaches = [a for a in args.approaches.split(",") if a]
