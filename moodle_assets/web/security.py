@@ -78,6 +78,12 @@ def _mac(key: bytes, purpose: str, message: str) -> str:
     return _b64(hmac.new(key, f"{purpose}:{message}".encode(), hashlib.sha256).digest())
 
 
+def _same(expected: str, given: str) -> bool:
+    """Constant-time equality of a MAC we computed and one from the client, as bytes:
+    hmac.compare_digest raises TypeError on str with non-ASCII characters (a 500)."""
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8", "surrogateescape"))
+
+
 def secrets_equal(given: str | None, expected: str | None) -> bool:
     """Constant-time comparison of a presented secret with the configured one."""
     if not given or not expected:
@@ -99,7 +105,7 @@ def csrf_token_for(key: bytes, nonce: str) -> str:
 def csrf_valid(key: bytes, nonce: str | None, token: str | None) -> bool:
     if not nonce or not token:
         return False
-    return hmac.compare_digest(csrf_token_for(key, nonce), token)
+    return _same(csrf_token_for(key, nonce), token)
 
 
 # --- signed values ---------------------------------------------------------------------------
@@ -116,7 +122,7 @@ def unsign(key: bytes, purpose: str, value: str | None) -> object | None:
     if not value or value.count(".") != 2:
         return None
     body, expires, mac = value.split(".")
-    if not hmac.compare_digest(_mac(key, purpose, body + "." + expires), mac):
+    if not _same(_mac(key, purpose, body + "." + expires), mac):
         return None
     try:
         if int(expires) < time.time():

@@ -112,3 +112,17 @@ def test_admin_frequency_with_unicode_digits_or_thousands_of_digits_is_a_validat
     with pytest.raises(ConfigValidationError):
         parse_frequency(text)
     assert parse_frequency("0060") == 60 and parse_frequency(" 43200 ") == 43200
+
+
+def test_non_ascii_csrf_tokens_and_signed_cookies_are_refused_not_a_500():
+    """hmac.compare_digest raises TypeError for str with non-ASCII characters, so a form whose
+    csrf_token had one (or a flash/session cookie with one) made the admin page answer 500
+    (found by the hypothesis bad-input suite: csrf_token="²")."""
+    from moodle_assets.web.security import csrf_token_for, csrf_valid, new_csrf_nonce, sign, unsign
+
+    key, nonce = b"k" * 32, new_csrf_nonce()
+    assert csrf_valid(key, nonce, csrf_token_for(key, nonce))
+    for bad in ("²", "é" * 43, "\udcff", csrf_token_for(key, nonce)[:-1] + "ß"):
+        assert not csrf_valid(key, nonce, bad)
+        body, expires, _ = sign(key, "flash", {"a": 1}, 60).split(".")
+        assert unsign(key, "flash", f"{body}.{expires}.{bad}") is None
