@@ -56,7 +56,9 @@ def test_two_processes_share_one_rate_budget_zero_429s(cli_deployment, tmp_path)
     assert main(["sync", "--target", "COURSE_CATALOG"]) == 0  # enrolments need the courses
     engine = engine_for(os.environ["DATABASE_URL"])
 
-    set_faults(emu, {"rate_limit": {"rps": RPS, "burst": 2}})
+    # Burst 3: request starts are spaced by the throttle, but on a loaded 2-core box an arrival
+    # can be delayed onto the next one (seen once in 94 with burst 2 during the full suite).
+    set_faults(emu, {"rate_limit": {"rps": RPS, "burst": 3}})
     counters(emu, reset=True)
     t0 = time.monotonic()
     codes, outputs = run_two(tmp_path, RPS, "shared")
@@ -72,7 +74,7 @@ def test_two_processes_share_one_rate_budget_zero_429s(cli_deployment, tmp_path)
     assert sum(r.responses_429 for r in rows.values()) == 0 and sum(r.retries for r in rows.values()) == 0
     total = seen["requests_total"]
     assert total >= 90
-    print(f"\nshared budget: {total} requests from 2 processes at {RPS} rps (proxy {RPS} rps, burst 2): 0 x 429 in {wall:.1f} s")
+    print(f"\nshared budget: {total} requests from 2 processes at {RPS} rps (proxy {RPS} rps, burst 3): 0 x 429 in {wall:.1f} s")
 
     # Control: each process believes it may send 3x the rate; the proxy then refuses some.
     counters(emu, reset=True)
