@@ -31,6 +31,8 @@ ENROLLMENT_FIELDS = ("moodle_user_id", "moodle_course_id", "is_active", "roles",
 
 # SQLite allows 32766 bound parameters per statement; stay well below with IN lists.
 IN_CHUNK = 900
+# Rows per executemany where the parameter dicts are built lazily (bounded memory, few statements).
+INSERT_CHUNK = 5000
 
 
 class MassDeactivationRefused(RuntimeError):
@@ -250,7 +252,7 @@ def apply_users(
     # free to be taken by another user in the same batch.
     batch_emails = {r.moodle_user_id: r.email for r in records}
     result = ApplyResult()
-    inserts: list[dict[str, Any]] = []
+    inserts: list[Any] = []  # records; their parameter dicts are built per chunk (memory)
     updates: list[dict[str, Any]] = []
     email_changes: list[int] = []
     claimed: dict[str, int] = {}
@@ -284,7 +286,7 @@ def apply_users(
                     continue
             claimed[r.email] = r.moodle_user_id
         if current is None:
-            inserts.append({"moodle_user_id": r.moodle_user_id, **values, "is_active": True, "synced_at": now})
+            inserts.append(r)
             continue
         old = current._mapping
         changed = not old["is_active"] or any(not _same(old[f], values[f]) for f in USER_FIELDS)
@@ -303,8 +305,15 @@ def apply_users(
         session.execute(update(User).where(User.id.in_(chunk)).values(email=None))
     if updates:
         session.execute(update(User), updates)
-    if inserts:
-        _insert_rows(session, User, inserts)
+    for chunk in _chunks(inserts, INSERT_CHUNK):
+        _insert_rows(
+            session,
+            User,
+            [
+                {"moodle_user_id": r.moodle_user_id, **{f: getattr(r, f) for f in USER_FIELDS}, "is_active": True, "synced_at": now}
+                for r in chunk
+            ],
+        )
     result.inserted = len(inserts)
     result.updated = len(updates)
     result.deactivated = _deactivate(session, User, gone, now)
