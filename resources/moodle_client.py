@@ -50,6 +50,7 @@ ENV_CONNECT_TIMEOUT = "MOODLE_HTTP_CONNECT_TIMEOUT_S"
 ENV_READ_TIMEOUT = "MOODLE_HTTP_READ_TIMEOUT_S"
 ENV_POOL_SIZE = "MOODLE_HTTP_POOL_SIZE"
 ENV_THROTTLE_DIR = "MOODLE_THROTTLE_DIR"
+ENV_THROTTLE_BURST = "MOODLE_RATE_LIMIT_BURST"
 ENV_RL_ERRORCODE = "MOODLE_RATE_LIMIT_ERRORCODE_PATTERN"
 ENV_RL_MESSAGE = "MOODLE_RATE_LIMIT_MESSAGE_PATTERN"
 
@@ -66,6 +67,10 @@ DEFAULT_POOL_SIZE = 8
 # benchmarks/bench_client_ratelimit.py against the emulator's proxy limiter (20 rps):
 # 0.98 of the allowed rate, 0 429s with any burst >= 2 (see resources/moodle.py docstring).
 DEFAULT_THROTTLE_MARGIN = 0.02
+# Requests the throttle may run ahead of the nominal spacing to make up a late start (GCRA
+# burst tolerance, resources/throttle.py); 0 = strict spacing (for a strict burst-1 proxy).
+# 1 needs a proxy bucket of >= 2 (measured gain and trade-off: resources/throttle.py docstring).
+DEFAULT_THROTTLE_BURST = 1.0
 
 
 # --- parameter encoding --------------------------------------------------------------
@@ -199,6 +204,7 @@ class ClientSettings:
         ratelimit_errorcode_pattern: str | None = None,
         ratelimit_message_pattern: str | None = None,
         env: Mapping[str, str] | None = None,
+        throttle_burst: float | None = None,
     ) -> None:
         self.url = validate_http_url("MOODLE_URL", url)
 
@@ -231,6 +237,7 @@ class ClientSettings:
         self.throttle_margin = DEFAULT_THROTTLE_MARGIN if throttle_margin is None else float(throttle_margin)
         if not 0.0 <= self.throttle_margin < 1.0:
             raise ConfigError(f"throttle_margin must be in [0, 1), got {self.throttle_margin}")
+        self.throttle_burst = pick_float(throttle_burst, ENV_THROTTLE_BURST, DEFAULT_THROTTLE_BURST, 0.0)
 
         def pick_pattern(value: str | None, name: str, default: str) -> re.Pattern[str]:
             text = value if value is not None else env_str(name, default, env=env)
@@ -258,6 +265,7 @@ class ClientSettings:
             "connect_timeout_s": self.connect_timeout_s,
             "read_timeout_s": self.read_timeout_s,
             "pool_size": self.pool_size,
+            "throttle_burst": self.throttle_burst,
         }
 
 
@@ -336,7 +344,9 @@ class MoodleClient:
         self.metrics = ClientMetrics()
         self._sleep = sleep
         self._rng = rng
-        self.throttle = HostThrottle(self.settings.url, self.settings.effective_rps, self.settings.throttle_dir)
+        self.throttle = HostThrottle(
+            self.settings.url, self.settings.effective_rps, self.settings.throttle_dir, burst=self.settings.throttle_burst
+        )
         self._session = requests.Session()
         self._session.cookies.set_policy(_NoCookies())
         self._session.trust_env = True

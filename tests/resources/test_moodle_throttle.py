@@ -59,6 +59,73 @@ def test_penalize_pauses_every_caller_and_clock_jumps_are_clamped(tmp_path):
     assert a.reserve() == 0.0
 
 
+
+class FakeSleep:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+
+    def __call__(self, seconds: float) -> None:
+        self.clock.t += seconds
+
+
+def test_strict_spacing_loses_a_late_start_and_burst_tolerance_makes_it_up(tmp_path):
+    """Four callers queue up, the second wakes 40 ms late (interval 100 ms): strict spacing
+    (burst 0) shifts every later start by 40 ms; with burst 1 (the grid may run one interval
+    ahead, so the first two slots are both "now") the next caller starts on its slot again."""
+    for burst, expected in ((0.0, [0.0, 0.14, 0.24, 0.34]), (1.0, [0.0, 0.04, 0.1, 0.2])):
+        clock = FakeClock()
+        t = HostThrottle("https://lms.example.edu", 10, tmp_path / str(burst), clock=clock, burst=burst)
+        t0, starts = clock.t, []
+        slots = [t.reserve() for _ in range(4)]  # four callers queue up at once
+        for i, wait in enumerate(slots):
+            clock.t = max(clock.t, t0 + wait + (0.04 if i == 1 else 0.0))  # caller 1 oversleeps
+            while (extra := t._claim_start()) > 0:
+                clock.t += extra
+            starts.append(round(clock.t - t0, 6))
+        assert starts == pytest.approx(expected)
+
+
+def test_burst_tolerance_bounds_every_window_and_the_long_run_rate(tmp_path):
+    clock = FakeClock()
+    t = HostThrottle("https://lms.example.edu", 10, tmp_path, clock=clock, sleep=FakeSleep(clock), burst=2)
+    starts = []
+    for i in range(200):
+        t.acquire()
+        starts.append(clock.t)
+        if i % 7 == 0:
+            clock.t += 0.35  # the caller was busy: idle time beyond the tolerance is not banked
+    # in any window w: at most 1 + burst + w * rate starts
+    for i, s0 in enumerate(starts):
+        for j in range(i, len(starts)):
+            assert j - i + 1 <= 1 + 2 + (starts[j] - s0) * 10 + 1e-6
+    # after an idle pause at most burst + 1 start back to back, then the nominal spacing
+    clock.t += 100
+    t0 = clock.t
+    for _ in range(6):
+        t.acquire()
+    assert clock.t - t0 == pytest.approx(0.3)
+
+
+def test_penalize_holds_even_with_burst_tolerance(tmp_path):
+    clock = FakeClock()
+    t = HostThrottle("https://lms.example.edu", 10, tmp_path, clock=clock, sleep=FakeSleep(clock), burst=2)
+    t.penalize(2.0)
+    t0 = clock.t
+    assert t.acquire() == pytest.approx(2.0)
+    t.acquire()
+    assert clock.t - t0 == pytest.approx(2.1)  # no burst right after the server's pause
+
+
+
+def test_client_reads_the_burst_tolerance_from_the_environment(tmp_path):
+    from resources.config import ConfigError
+    from resources.moodle_client import DEFAULT_THROTTLE_BURST, ClientSettings
+
+    assert ClientSettings("https://lms.example.edu", env={}).throttle_burst == DEFAULT_THROTTLE_BURST == 1.0
+    assert ClientSettings("https://lms.example.edu", env={"MOODLE_RATE_LIMIT_BURST": "0"}).throttle_burst == 0.0
+    with pytest.raises(ConfigError, match="MOODLE_RATE_LIMIT_BURST"):
+        ClientSettings("https://lms.example.edu", env={"MOODLE_RATE_LIMIT_BURST": "-1"})
+
 def test_threads_share_the_budget(tmp_path):
     t = HostThrottle("https://lms.example.edu", 100, tmp_path)
     stamps: list[float] = []
