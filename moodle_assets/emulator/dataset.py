@@ -404,27 +404,26 @@ class Dataset:
         if i < 0:
             return False
         ce.pop(i)
-        uc = self.user_courses.get(user_id)
-        if uc is not None:
-            j = bisect.bisect_left(uc, course_id)
-            if j < len(uc) and uc[j] == course_id:
-                uc.pop(j)
-            if not len(uc):
-                del self.user_courses[user_id]
+        self._unlink_user_course(user_id, course_id)
         return True
+
+    def _unlink_user_course(self, user_id: int, course_id: int) -> None:
+        """Drop `course_id` from the user's sorted course index (and the index if it empties)."""
+        uc = self.user_courses.get(user_id)
+        if uc is None:
+            return
+        j = bisect.bisect_left(uc, course_id)
+        if j < len(uc) and uc[j] == course_id:
+            uc.pop(j)
+        if not len(uc):
+            del self.user_courses[user_id]
 
     def remove_course(self, course_id: int) -> int:
         ce = self.enrolments.pop(course_id, None)
         n = 0
         if ce is not None:
             for uid in list(ce.users):
-                uc = self.user_courses.get(uid)
-                if uc is not None:
-                    j = bisect.bisect_left(uc, course_id)
-                    if j < len(uc) and uc[j] == course_id:
-                        uc.pop(j)
-                    if not len(uc):
-                        del self.user_courses[uid]
+                self._unlink_user_course(uid, course_id)
                 n += 1
         del self.courses[course_id]
         return n
