@@ -119,3 +119,108 @@ def test_the_image_installs_the_run_launchers_from_the_lock():
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     assert "uv pip install" not in dockerfile
     assert dockerfile.count("--no-dev --extra docker --extra k8s") == 2
+
+
+# --- Kubernetes: deploy/helm against the dagster/dagster chart --------------------------------
+
+HELM = DEPLOY / "helm"
+CHART_SCHEMA = REPO_ROOT / "tests" / "production" / "fixtures" / "helm" / "dagster-values.schema.json"
+RELEASE = "moodle"  # the release name deploy/README.md and values.yaml install with
+
+
+def _chart_values_validator():
+    """The chart's schema, for a partial values file (see fixtures/helm/README.md): the objects'
+    `required` lists dropped (the chart's defaults fill those in), the references to Kubernetes
+    object schemas on GitHub dropped (no network; their sibling type constraints stay)."""
+    import json
+
+    from jsonschema import Draft202012Validator
+
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items()
+                    if not (k == "$ref" and isinstance(v, str) and v.startswith("http"))}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    schema = strip(json.loads(CHART_SCHEMA.read_text()))
+    schema.pop("required")
+    for definition in schema["$defs"].values():
+        definition.pop("required", None)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _errors(validator, values) -> list[str]:
+    return [f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in validator.iter_errors(values)]
+
+
+def test_helm_values_match_the_chart_schema():
+    values = yaml.safe_load((HELM / "values.yaml").read_text())
+    assert _errors(_chart_values_validator(), values) == []
+
+
+def test_the_chart_schema_check_catches_mistakes():
+    """Not vacuous: a misspelt key, a wrong type and an unknown launcher are each refused."""
+    import copy
+
+    validator = _chart_values_validator()
+    values = yaml.safe_load((HELM / "values.yaml").read_text())
+    misspelt = copy.deepcopy(values)
+    misspelt["runLauncher"]["config"]["k8sRunLauncher"]["envSecret"] = misspelt["runLauncher"]["config"]["k8sRunLauncher"].pop("envSecrets")
+    wrong_type = copy.deepcopy(values)
+    wrong_type["postgresql"]["postgresqlScheme"] = 5
+    unknown = copy.deepcopy(values)
+    unknown["runLauncher"]["type"] = "K8sLauncher"
+    for broken in (misspelt, wrong_type, unknown):
+        assert _errors(validator, broken)
+
+
+def test_helm_instance_storage_uses_psycopg2():
+    """The chart renders postgres_db with `scheme` from postgresql.postgresqlScheme; dagster-postgres
+    turns it into the URL every pod of the project image opens. Without it: psycopg 3, absent."""
+    from dagster_postgres.utils import pg_url_from_config
+    from sqlalchemy.engine import make_url
+
+    pg = yaml.safe_load((HELM / "values.yaml").read_text())["postgresql"]
+    db = {"username": pg["postgresqlUsername"], "password": "x", "hostname": pg["postgresqlHost"],
+          "db_name": pg["postgresqlDatabase"], "port": pg["service"]["port"]}
+    url = pg_url_from_config({"postgres_db": {**db, "scheme": pg["postgresqlScheme"]}})
+    assert make_url(url).get_dialect().driver == "psycopg2"
+    assert make_url(pg_url_from_config({"postgres_db": db})).get_dialect().driver == "psycopg"  # the failure mode
+
+
+def test_every_helm_command_pins_the_chart_to_the_code_dagster_version():
+    """Without --version, helm installs the newest chart and its newest webserver/daemon images
+    beside code pinned to dagster 1.13.27."""
+    import re
+    from importlib.metadata import version
+
+    pinned = version("dagster")
+    assert pinned == "1.13.27"
+    commands = [line for path in [DEPLOY / "README.md", *HELM.glob("*.yaml")]
+                for line in path.read_text().splitlines()
+                if re.search(r"\bhelm (upgrade|install|template|pull)\b", line)]
+    assert commands, "no helm command documented"
+    assert [c for c in commands if f"--version {pinned}" not in c] == []
+    assert all(f"--install {RELEASE} " in c for c in commands if "upgrade --install" in c)
+
+
+def test_the_web_pod_runs_as_the_chart_service_account_and_mounts_its_configmaps():
+    """The chart binds its Role (Jobs, pods) to its service account; the web process needs it to
+    terminate a run (K8sRunLauncher deletes the run's Job). Chart names for a release R:
+    fullname = "R-dagster" (the chart name is not part of R), ConfigMaps "<fullname>-instance" and
+    "<fullname>-workspace-yaml", service account = global.serviceAccountName."""
+    values = yaml.safe_load((HELM / "values.yaml").read_text())
+    assert values["rbacEnabled"] is True and values["serviceAccount"]["create"] is True
+    docs = [d for d in yaml.safe_load_all((HELM / "moodle-web.yaml").read_text()) if d]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == values["global"]["serviceAccountName"]
+    fullname = f"{RELEASE}-dagster"
+    configmaps = {v["configMap"]["name"] for v in pod["volumes"]}
+    assert configmaps == {f"{fullname}-instance", f"{fullname}-workspace-yaml"}
+    (container,) = pod["containers"]
+    password = [e for e in container["env"] if e["name"] == "DAGSTER_PG_PASSWORD"][0]
+    assert password["valueFrom"]["secretKeyRef"]["name"] == values["global"]["postgresqlSecretName"]
