@@ -28,7 +28,8 @@ host_mirror() {  # $1: "main" or "security"
   grep -q '^ID=debian' /etc/os-release 2>/dev/null || return 0
   { sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null
     awk '$1 == "deb" && $2 ~ /^https?:/ {print $2}' /etc/apt/sources.list 2>/dev/null; } \
-    | tr ' ' '\n' | { if [ "$1" = security ]; then grep -- '-security'; else grep -v -- '-security'; fi; } | head -1
+    | tr ' ' '\n' | { if [ "$1" = security ]; then grep -- '-security'; else grep -v -- '-security'; fi; } | head -1 \
+    || true
 }
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-$(host_mirror main)}"
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
@@ -73,10 +74,21 @@ build_images() {
     cp "$BUILD_CA_BUNDLE" "$ca_dir/ca-certificates.crt"
   fi
   trap 'rm -f "'"$ca_dir"'/ca-certificates.crt"' EXIT
-  log "docker build $APP_IMAGE"
-  docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$APP_IMAGE" -f "$repo/Dockerfile" "$repo"
-  log "docker build $PG_IMAGE"
-  docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$PG_IMAGE" "$here/postgres"
+  # The two builds in parallel: mostly downloads and package installs, they overlap well.
+  local logs; logs="$(mktemp -d /tmp/moodle-build-logs.XXXXXX)"
+  log "docker build $APP_IMAGE and $PG_IMAGE (in parallel)"
+  docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$APP_IMAGE" -f "$repo/Dockerfile" "$repo" \
+    >"$logs/app.log" 2>&1 &
+  local app=$!
+  docker build --network host --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$PG_IMAGE" "$here/postgres" \
+    >"$logs/postgres.log" 2>&1 &
+  local pg=$!
+  local rc=0
+  wait "$app" || rc=1
+  wait "$pg" || rc=1
+  cat "$logs/app.log" "$logs/postgres.log"
+  rm -rf "$logs"
+  [ "$rc" = 0 ] || { echo "error: docker build failed (output above)" >&2; exit 1; }
 }
 
 build_base
