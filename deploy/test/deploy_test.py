@@ -18,8 +18,9 @@ the images stay as the cache of the next run):
       zero 429s (the throttle volume is shared and owned by the app user);
     - the daemon container killed mid-sync (`docker kill`) and started again: the run in flight
       ends SUCCESS, a run queued meanwhile runs, the next sync succeeds, rows still match;
-    - no secret in `docker history`, in any layer of the images (`docker save`), or in the logs
-      of any container (services and run containers);
+    - no secret in `docker history`, in any layer of the images (`docker save`), in the logs
+      of any container (services and run containers), or in either database (`pg_dump`: the
+      Dagster event log the UI shows, run tags and config, the sync history);
  5. prints one summary line.
 
 Run it as root (debootstrap) on a Debian/Ubuntu machine with a Docker engine, docker-compose and
@@ -464,10 +465,13 @@ def step_daemon_kill(d: Deployment) -> str:
     time.sleep(3)
     check(d.run_info(queued)["status"] == "QUEUED", f"run {queued} left the queue without a daemon")
     check(d.run_info(in_flight)["status"] == "STARTED", f"in-flight run: {d.run_info(in_flight)['status']}")
+    log("daemon killed with a run in flight and one queued; starting it again")
     run(["docker", "start", daemon])
     d.wait_run(in_flight)
+    log("the in-flight run ended SUCCESS")
     d.wait_run(queued)
     wait_until(d.daemons_healthy, 120, "the daemon's heartbeats after the restart", 1.0)
+    log("the queued run ended SUCCESS, the daemon is healthy")
     after = d.trigger_run(["COURSE_CATALOG"])   # the restarted daemon launches new runs
     d.wait_run(after)
     d.rows_match()
@@ -489,6 +493,9 @@ def secret_patterns(d: Deployment) -> dict[str, bytes]:
             if len(lines) > 3 and lines[2] not in known:
                 patterns[f"build-host CA certificate #{i}"] = lines[2].encode()
     return patterns
+
+
+MARKER = "(expected content)"
 
 
 def scan_stream(argv: list[str], patterns: dict[str, bytes]) -> set[str]:
@@ -514,7 +521,10 @@ def step_secrets(d: Deployment) -> str:
     for image in (APP_IMAGE, PG_IMAGE):
         history = run(["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image]).stdout.encode()
         hits += [f"{name} in docker history of {image}" for name, p in patterns.items() if p in history]
-    hits += [f"{name} in a layer of {APP_IMAGE} or {PG_IMAGE}" for name in sorted(scan_stream(["docker", "save", APP_IMAGE, PG_IMAGE], patterns))]
+    # Each search also looks for something that must be there, so an empty stream cannot pass.
+    found = scan_stream(["docker", "save", APP_IMAGE, PG_IMAGE], {**patterns, MARKER: b"moodle_integration-"})
+    check(MARKER in found, "docker save produced no image content")
+    hits += [f"{name} in a layer of {APP_IMAGE} or {PG_IMAGE}" for name in sorted(found - {MARKER})]
     logs = {}
     for service in ("postgres", "code-server", "daemon", "web"):
         cid = d.service_container(service)
@@ -525,10 +535,20 @@ def step_secrets(d: Deployment) -> str:
         logs[f"run container {c.name}"] = c.log.read_bytes()
     for where, text in logs.items():
         hits += [f"{name} in the log of {where}" for name, p in patterns.items() if name in d.secrets and p in text]
+    # What the runs log goes to Dagster's event log (the UI), not to stdout: a run container's own
+    # log is nearly empty. So both databases are dumped and searched too: event log, run tags and
+    # config, ticks, sync history.
+    secrets_only = {k: v for k, v in patterns.items() if k in d.secrets}
+    postgres = d.service_container("postgres")
+    for db, marker in (("dagster", b"ASSET_MATERIALIZATION"), ("moodle", b"integration_sync_run")):
+        found = scan_stream(["docker", "exec", postgres, "pg_dump", "-h", "/run/postgresql", "-U", "dagster", db],
+                            {**secrets_only, MARKER: marker})
+        check(MARKER in found, f"pg_dump of {db} has no {marker.decode()}")
+        hits += [f"{name} in the {db} database" for name in sorted(found - {MARKER})]
     check(not hits, "secrets found: " + "; ".join(hits))
     log(f"{len(d.secrets)} secrets{f' and {extra} build-host CA certificate(s)' if extra else ''}: "
-        f"0 in history, layers and {len(logs)} container logs")
-    return f"secrets in layers/logs: {len(hits)}"
+        f"0 in history, layers, {len(logs)} container logs and both databases")
+    return f"secrets in layers/logs/DBs: {len(hits)}"
 
 
 def teardown(d: Deployment) -> None:

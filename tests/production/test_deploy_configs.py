@@ -103,7 +103,8 @@ def test_secrets_files_stay_out_of_git_and_out_of_the_build_context():
         assert subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO_ROOT).returncode == 0, path
     for path in ("deploy/.env", "deploy/.env.deploy-test", ".env", "deploy/.env.local"):
         assert _dockerignored(path), path
-    for path in ("deploy/.env.example", "deploy/dagster.docker.yaml", "pyproject.toml", "uv.lock", "deploy/docker/build-ca/README.md"):
+    for path in ("deploy/dagster.docker.yaml", "deploy/workspace.grpc.yaml", "pyproject.toml", "uv.lock",
+                 "deploy/docker/build-ca/README.md"):
         assert not _dockerignored(path), path
 
 
