@@ -23,10 +23,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from moodle_assets.targets import TARGET_SPECS, SyncTarget
+from moodle_assets.core.targets import TARGET_SPECS, SyncTarget
 
 from .config_table import TargetConfig
 from .due import is_due, next_slot
+
+
+# How often the schedule is looked at (seconds; MOODLE_SCHEDULE_SENSOR_INTERVAL_SECONDS).
+DEFAULT_TICK_SECONDS = 30
 
 
 class Action(str, enum.Enum):

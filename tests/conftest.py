@@ -97,7 +97,7 @@ EMULATOR_TOKEN = "emulator-test-token-5f1c"
 @pytest.fixture
 def emulator():
     """The bundled emulator serving the real capture site's dataset on a free port."""
-    from moodle_assets.emulator import EmulatorServer
+    from moodle_emulator import EmulatorServer
 
     with EmulatorServer(scale="real", token=EMULATOR_TOKEN, port=0) as emu:
         yield emu

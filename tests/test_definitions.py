@@ -4,7 +4,7 @@ from __future__ import annotations
 from dagster import AssetKey
 
 from moodle_assets.definitions import defs
-from moodle_assets.targets import ALL_JOB_NAMES, TARGET_SPECS, SyncTarget
+from moodle_assets.core.targets import ALL_JOB_NAMES, TARGET_SPECS, SyncTarget
 
 
 def test_asset_keys_and_lineage_snapshot():

@@ -35,6 +35,3 @@ class UTCDateTime(TypeDecorator[datetime]):
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)

@@ -22,13 +22,14 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from resources.moodle import MoodleAccessError, MoodleMissingRecordError
+from resources.moodle_errors import MoodleAccessError, MoodleMissingRecordError
 
 from .. import mappers
+from ..core.clock import utcnow
+from ..core.counts import RunCounts
+from ..core.targets import SyncTarget
 from ..store import upserts
 from ..store.db import transaction
-from ..store.sync_runs import RunCounts
-from ..store.types import utcnow
 from .fetch import MoodleFetcher
 from .options import SyncOptions
 
@@ -324,8 +325,8 @@ def sync_enrollments(
     return outcome
 
 
-SYNC_FUNCTIONS: dict[str, Callable[[MoodleFetcher, Engine, SyncOptions], SyncOutcome]] = {
-    "COURSE_CATALOG": sync_course_catalog,
-    "USER_DIRECTORY": sync_user_directory,
-    "ENROLLMENTS": sync_enrollments,
+SYNC_FUNCTIONS: dict[SyncTarget, Callable[[MoodleFetcher, Engine, SyncOptions], SyncOutcome]] = {
+    SyncTarget.COURSE_CATALOG: sync_course_catalog,
+    SyncTarget.USER_DIRECTORY: sync_user_directory,
+    SyncTarget.ENROLLMENTS: sync_enrollments,
 }

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from resources.moodle import MoodleError, MoodleUnknownError, raise_for_warnings
+from resources.moodle_errors import MoodleError, MoodleUnknownError, raise_for_warnings
 
 SITE_COURSE_ID = 1
 ENROLMENT_USERFIELDS = "id,lastcourseaccess,roles"

@@ -38,11 +38,11 @@ from starlette.responses import JSONResponse, Response
 from schedules.config_table import list_configs
 from schedules.due import is_due
 
-from ..launch import TargetOutcome, ordered
-from ..redaction import redact
-from ..store.types import utcnow
-from ..targets import SyncTarget, SyncTrigger
-from .common import BodyTooLarge, any_method_route, app_engine, log, read_body, settings
+from ..core.clock import utcnow
+from ..core.redaction import redact
+from ..core.targets import LaunchOutcome, SyncTarget, SyncTrigger
+from ..orchestration.launch import TargetOutcome, ordered
+from .common import BodyTooLarge, any_method_route, log, read_body
 from .launcher import launch_targets
 from .security import secrets_equal
 
@@ -110,22 +110,22 @@ def parse_body(raw: bytes) -> tuple[list[SyncTarget] | None, bool]:
 
 
 def _run_trigger(webserver, request: Request, targets: list[SyncTarget] | None, force: bool) -> list[dict]:
-    engine = app_engine()
     skipped: list[TargetOutcome] = []
     if targets is None:
         now = utcnow()
         targets = []
-        for config in list_configs(engine):
+        for config in list_configs(webserver.engine):
             if not config.enabled:
-                skipped.append(TargetOutcome(config.target, "SKIPPED", "disabled (enable it on the admin page, or name it in targets)", None))
+                reason = "disabled (enable it on the admin page, or name it in targets)"
+                skipped.append(TargetOutcome(config.target, LaunchOutcome.SKIPPED, reason, None))
             elif not is_due(enabled=True, next_run_at=config.next_run_at, now=now):
-                skipped.append(TargetOutcome(config.target, "SKIPPED", f"not due until {config.next_run_at:%Y-%m-%d %H:%M:%SZ}", None))
+                reason = f"not due until {config.next_run_at:%Y-%m-%d %H:%M:%SZ}"
+                skipped.append(TargetOutcome(config.target, LaunchOutcome.SKIPPED, reason, None))
             else:
                 targets.append(config.target)
     outcomes: list[TargetOutcome] = []
     if targets:
-        with webserver.request_context(request) as context:
-            outcomes = launch_targets(context, engine, targets, trigger=SyncTrigger.API.value, force=force)
+        outcomes = launch_targets(webserver, request, targets, trigger=SyncTrigger.API, force=force)
     by_target = {o.target: o for o in skipped + outcomes}
     return [by_target[t].as_json() for t in ordered(list(by_target))]
 
@@ -134,7 +134,7 @@ def make_trigger_endpoint(webserver):
     async def trigger(request: Request) -> Response:
         if request.method != "POST":
             return _error(405, f"use POST (got {request.method})", {"Allow": "POST"})
-        secret = settings().sync_secret
+        secret = webserver.settings.sync_secret
         if not secret:
             return _error(503, "the sync trigger is disabled: set MOODLE_SYNC_CRON_SECRET on the server to enable it")
         if not secrets_equal(presented_secret(request), secret):

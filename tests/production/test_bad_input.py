@@ -64,7 +64,7 @@ def send_raw(base: str, raw: bytes) -> int:
 def web(prod):
     """The stack with every target disabled (so a body-less trigger launches nothing) and the
     counters this suite guards: history rows and Dagster runs must not move."""
-    from moodle_assets.targets import SyncTarget
+    from moodle_assets.core.targets import SyncTarget
     from schedules.config_table import update_config
 
     for target in SyncTarget:

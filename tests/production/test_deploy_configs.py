@@ -25,7 +25,7 @@ def test_instance_configs_validate_against_the_pinned_dagster_schema(tmp_path, m
 
 
 def test_docker_and_helm_files_name_the_contract_location_and_forward_what_runs_need():
-    from moodle_assets.targets import CODE_LOCATION_NAME
+    from moodle_assets.core.targets import CODE_LOCATION_NAME
 
     compose = yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
     docker = yaml.safe_load((DEPLOY / "dagster.docker.yaml").read_text())

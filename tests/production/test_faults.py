@@ -143,8 +143,8 @@ def test_app_database_unreachable_then_back(prod):
 
     from moodle_assets.store.db import transaction
     from moodle_assets.store.models import IntegrationSyncConfig
-    from moodle_assets.store.types import utcnow
-    from moodle_assets.targets import SyncTarget
+    from moodle_assets.core.clock import utcnow
+    from moodle_assets.core.targets import SyncTarget
     from schedules.config_table import update_config
 
     from production_stack import ADMIN, SYNC_SECRET, WEB_TOKEN

@@ -35,7 +35,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def test_trigger_burst_no_errors_no_duplicate_runs(prod):
     from moodle_assets.store.sync_runs import running_runs
-    from moodle_assets.targets import SyncTarget
+    from moodle_assets.core.targets import SyncTarget
     from schedules.config_table import update_config
 
     for target in SyncTarget:

@@ -10,7 +10,7 @@ def test_a_short_heartbeat_timeout_does_not_close_a_healthy_sync_as_a_ghost(sqli
     """MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS accepts 5 s, but running syncs beat every 10 s: any
     healthy sync longer than the timeout was closed FAILED "worker lost" by the next sensor tick
     (found when a sync riding out a Retry-After took 6 s under a 5 s timeout)."""
-    from moodle_assets.assets import _Heartbeat
+    from moodle_assets.orchestration.assets import _Heartbeat
     from moodle_assets.store import sync_runs
     from moodle_assets.store.db import create_app_engine
     from moodle_assets.store.migrate import upgrade
@@ -40,7 +40,7 @@ def test_a_run_that_waited_in_the_queue_longer_than_the_timeout_is_not_a_ghost_w
     from moodle_assets.store import sync_runs
     from moodle_assets.store.db import create_app_engine
     from moodle_assets.store.migrate import upgrade
-    from moodle_assets.store.types import utcnow
+    from moodle_assets.core.clock import utcnow
 
     upgrade(sqlite_url)
     engine = create_app_engine(sqlite_url)
@@ -67,7 +67,7 @@ def test_app_database_unreachable_is_a_503_that_says_so_not_a_500(tmp_path, monk
     import requests
     from dagster import DagsterInstance
 
-    from moodle_assets.dagster_home import WORKSPACE_FILE
+    from moodle_assets.orchestration.instance import WORKSPACE_FILE
     from moodle_assets.web.app import create_app, workspace_context
     from moodle_assets.web.serve import BackgroundServer
 

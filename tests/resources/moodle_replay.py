@@ -1,7 +1,7 @@
 """Helpers for the Moodle client tests: a tiny *real* HTTP server that replays responses
 captured from a real Moodle (../shared/real-moodle/fixtures) or scripted status/body pairs.
 
-It is not the emulator (that lives in moodle_assets/emulator): it answers exactly what a test
+It is not the emulator (that lives in moodle_emulator): it answers exactly what a test
 tells it to, so each error body from real Moodle can be replayed over HTTP byte for byte.
 """
 from __future__ import annotations

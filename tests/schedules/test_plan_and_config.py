@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from moodle_assets.store.db import transaction
 from moodle_assets.store.models import IntegrationSyncRun
-from moodle_assets.targets import SyncTarget
+from moodle_assets.core.targets import SyncTarget
 from schedules.config_table import TargetConfig, get_config, list_configs, move_slot, update_config
 from schedules.plan import Action, plan_tick, run_key
 

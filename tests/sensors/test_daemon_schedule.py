@@ -16,7 +16,7 @@ from moodle_assets.store.db import create_app_engine, transaction
 from moodle_assets.store.migrate import upgrade
 from moodle_assets.store.models import CourseCatalog
 from moodle_assets.store.sync_runs import list_runs
-from moodle_assets.targets import SyncTarget
+from moodle_assets.core.targets import SyncTarget
 from schedules.config_table import get_config, update_config
 from tests.conftest import REPO_ROOT, write_dagster_home
 

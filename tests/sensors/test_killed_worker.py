@@ -17,7 +17,7 @@ from moodle_assets.store import sync_runs
 from moodle_assets.store.db import create_app_engine, transaction
 from moodle_assets.store.models import CourseCatalog
 from sensors import SCHEDULE_SENSORS
-from moodle_assets.targets import SyncTarget
+from moodle_assets.core.targets import SyncTarget
 from tests.conftest import REPO_ROOT
 
 TIMEOUT_S = 5  # the smallest heartbeat timeout the setting accepts

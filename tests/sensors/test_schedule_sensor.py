@@ -8,8 +8,8 @@ from dagster._core.test_utils import create_run_for_test
 
 from moodle_assets.definitions import defs
 from moodle_assets.store import sync_runs
-from moodle_assets.store.types import utcnow
-from moodle_assets.targets import SyncTarget
+from moodle_assets.core.clock import utcnow
+from moodle_assets.core.targets import SyncTarget
 from schedules.config_table import get_config, list_configs, update_config
 from sensors import SCHEDULE_SENSORS, SENSORS, schedule_sensor_name
 

@@ -5,7 +5,7 @@ import threading
 from datetime import timedelta
 
 from moodle_assets.store import sync_runs
-from moodle_assets.store.types import utcnow
+from moodle_assets.core.clock import utcnow
 
 
 def test_second_claim_is_skipped_with_reason(migrated_engine):

@@ -12,8 +12,8 @@ from datetime import timedelta
 import pytest
 
 from moodle_assets.store.sync_runs import list_runs
-from moodle_assets.store.types import utcnow
-from moodle_assets.targets import TAG_SYNC_RUN_IDS, TAG_TARGET, TAG_TRIGGER
+from moodle_assets.core.clock import utcnow
+from moodle_assets.core.targets import TAG_SYNC_RUN_IDS, TAG_TARGET, TAG_TRIGGER
 
 from web_helpers import EMULATOR_TOKEN, SYNC_SECRET, TRIGGER
 
@@ -75,7 +75,7 @@ def test_202_single_target_uses_its_own_job_and_bearer_header(web):
 
 def test_202_without_body_runs_every_enabled_due_target(web):
     from schedules.config_table import update_config
-    from moodle_assets.targets import SyncTarget
+    from moodle_assets.core.targets import SyncTarget
 
     update_config(web.engine, SyncTarget.USER_DIRECTORY, enabled=False)
     from moodle_assets.store.db import transaction

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from moodle_assets.store.sync_runs import list_runs
-from moodle_assets.targets import SyncTarget
+from moodle_assets.core.targets import SyncTarget
 from schedules.config_table import get_config
 from web_helpers import ADMIN, REPO_ROOT, SYNC_SECRET, TRIGGER, WEB_TOKEN
 

@@ -77,7 +77,7 @@ class WebProcess:
 def web_process(tmp: Path, *, coordinator: str, moodle_url: str | None = None, extra_env: dict | None = None):
     from dagster import DagsterInstance
 
-    from moodle_assets.dagster_home import WORKSPACE_FILE
+    from moodle_assets.orchestration.instance import WORKSPACE_FILE
     from moodle_assets.store.db import create_app_engine
     from moodle_assets.store.migrate import upgrade
     from moodle_assets.web.app import create_app, workspace_context

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from . import costmodel, errors
 from .dataset import Dataset
 from .encoding import is_large, iter_php_json, php_json_bytes, xml_error, xml_response
-from .errors import MoodleError
+from .errors import WebServiceException
 from .faults import FaultConfig, FaultConfigError, FaultState, retry_after_header
 from .functions import FUNCTIONS, OTHER_KNOWN_FUNCTIONS, SITE_INFO_XML_KEYS, TIERS, Ctx
 from .mutations import MutationError, apply_ops
@@ -384,7 +384,7 @@ class EmulatorServer:
     def _tls(self):
         return self._tls_obj
 
-    def _send_moodle_error(self, h: _Handler, err: MoodleError, merged: dict, fault: str) -> None:
+    def _send_moodle_error(self, h: _Handler, err: WebServiceException, merged: dict, fault: str) -> None:
         body = err.body(self.exception_style, self.debug)
         if merged.get("moodlewsrestformat") == "json":
             h.send_raw(200, JSON_HEADERS, php_json_bytes(body))
@@ -421,7 +421,7 @@ class EmulatorServer:
                 for f in result["functions"]:
                     f["version"] = result["version"]
             charged = costmodel.charge(wsfunction, rows, fields)
-        except MoodleError as e:
+        except WebServiceException as e:
             body = e.body(self.exception_style, self.debug)
             if as_json:
                 return 200, JSON_HEADERS, php_json_bytes(body), costmodel.OVERHEAD_MS

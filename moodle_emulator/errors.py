@@ -42,7 +42,7 @@ def exception_class(base: str, style: str) -> str:
 
 
 @dataclass
-class MoodleError(Exception):
+class WebServiceException(Exception):
     """An exception raised inside the web-service layer; rendered as HTTP 200 + JSON body.
 
     ``message`` is the plain (non-debug) message; ``debuginfo`` is only shown in debug
@@ -78,22 +78,22 @@ class MoodleError(Exception):
 INVALID_PARAMETER_MESSAGE = "Invalid parameter value detected"
 
 
-def invalid_parameter(debuginfo: str) -> MoodleError:
-    return MoodleError("invalid_parameter_exception", "invalidparameter", INVALID_PARAMETER_MESSAGE, debuginfo)
+def invalid_parameter(debuginfo: str) -> WebServiceException:
+    return WebServiceException("invalid_parameter_exception", "invalidparameter", INVALID_PARAMETER_MESSAGE, debuginfo)
 
 
-def invalid_token() -> MoodleError:
+def invalid_token() -> WebServiceException:
     # Real Moodle shows no debuginfo for this one even with debugging on.
-    return MoodleError("moodle_exception", "invalidtoken", "Invalid token - token not found")
+    return WebServiceException("moodle_exception", "invalidtoken", "Invalid token - token not found")
 
 
-def _dml_missing(table: str, sql: str, value) -> MoodleError:
+def _dml_missing(table: str, sql: str, value) -> WebServiceException:
     if isinstance(value, str):
         shown = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     else:
         shown = str(value)
     debuginfo = f"{sql}\n[array (\n  0 => {shown},\n)]"
-    return MoodleError(
+    return WebServiceException(
         "dml_missing_record_exception",
         "invalidrecordunknown",
         "Can't find data record in database.",
@@ -103,16 +103,16 @@ def _dml_missing(table: str, sql: str, value) -> MoodleError:
     )
 
 
-def unknown_function(name: str) -> MoodleError:
+def unknown_function(name: str) -> WebServiceException:
     return _dml_missing("external_functions", "SELECT * FROM {external_functions} WHERE name = ?", name)
 
 
-def unknown_course(courseid: int) -> MoodleError:
+def unknown_course(courseid: int) -> WebServiceException:
     return _dml_missing("course", "SELECT * FROM {course} WHERE id = ?", courseid)
 
 
-def function_not_allowed(name: str) -> MoodleError:
-    return MoodleError(
+def function_not_allowed(name: str) -> WebServiceException:
+    return WebServiceException(
         "webservice_access_exception",
         "accessexception",
         "Access control exception",
@@ -133,8 +133,8 @@ def function_not_allowed(name: str) -> MoodleError:
     )
 
 
-def coding_error(debuginfo: str) -> MoodleError:
-    return MoodleError(
+def coding_error(debuginfo: str) -> WebServiceException:
+    return WebServiceException(
         "coding_exception",
         "codingerror",
         "Coding error detected, it must be fixed by a programmer: " + debuginfo,
@@ -142,8 +142,8 @@ def coding_error(debuginfo: str) -> MoodleError:
     )
 
 
-def no_permissions(capability_name: str, capability: str) -> MoodleError:
-    return MoodleError(
+def no_permissions(capability_name: str, capability: str) -> WebServiceException:
+    return WebServiceException(
         "required_capability_exception",
         "nopermissions",
         f"Sorry, but you do not currently have permissions to do that ({capability_name}).",
@@ -151,26 +151,26 @@ def no_permissions(capability_name: str, capability: str) -> MoodleError:
     )
 
 
-def invalid_user_field(field: str) -> MoodleError:
-    return MoodleError("moodle_exception", "invaliduserfield", f"Invalid user field: {field}")
+def invalid_user_field(field: str) -> WebServiceException:
+    return WebServiceException("moodle_exception", "invaliduserfield", f"Invalid user field: {field}")
 
 
-def key_already_set(key: str) -> MoodleError:
-    return MoodleError(
+def key_already_set(key: str) -> WebServiceException:
+    return WebServiceException(
         "moodle_exception", "keyalreadyset", "error/keyalreadyset",
         debuginfo=f"The key {key} can only be sent once",
     )
 
 
-def criteria_error() -> MoodleError:
-    return MoodleError("moodle_exception", "criteriaerror", "Missing permissions to search on a criterion.")
+def criteria_error() -> WebServiceException:
+    return WebServiceException("moodle_exception", "criteriaerror", "Missing permissions to search on a criterion.")
 
 
 # The HTTP-200 Moodle-shaped rate-limit payload used by the ``ratelimit_payload`` fault and
 # the ``moodle_payload`` rate-limit style. Real Moodle core has no rate limiter; hosted sites
 # with a throttling plugin answer like this. errorcode is stable: ``ratelimitexceeded``.
-def rate_limited(retry_after: int | None) -> MoodleError:
+def rate_limited(retry_after: int | None) -> WebServiceException:
     msg = "Rate limit exceeded: too many requests, please try again later"
     if retry_after is not None:
         msg += f" (retry after {retry_after} seconds)"
-    return MoodleError("moodle_exception", "ratelimitexceeded", msg)
+    return WebServiceException("moodle_exception", "ratelimitexceeded", msg)

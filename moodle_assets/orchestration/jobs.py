@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
-from .targets import SYNC_ALL_JOB_NAME, TAG_TARGET, TARGET_SPECS, SyncTarget
+from ..core.targets import SYNC_ALL_JOB_NAME, TAG_TARGET, TARGET_SPECS, SyncTarget
 
 # Steps run inside the run worker: a sync is I/O-bound and a step subprocess per target
 # only adds seconds of Python start-up. The console shows INFO and up, not every event.

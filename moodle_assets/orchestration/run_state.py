@@ -1,17 +1,18 @@
-"""Small bridges between Dagster's instance and the sync history."""
+"""Where a Dagster run is, for the sync history's ghost rules (`history.RunStateCheck`)."""
+
 from __future__ import annotations
 
 from dagster import DagsterInstance, DagsterRunStatus
 
-from .store.sync_runs import OVER, QUEUED, RUNNING
+from ..history import RunState, RunStateCheck
 
-# NOT_STARTED is not "queued": a run whose creator died before submitting it never starts,
-# so its claim is judged by the heartbeat like a running one.
+# NOT_STARTED is not "queued": a run whose creator died before submitting it (e.g. `sync`
+# killed while loading) never starts, so its row is judged by the heartbeat like a running one.
 _QUEUED = {DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING, DagsterRunStatus.MANAGED}
 _OVER = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
-def run_state_checker(instance: DagsterInstance):
+def run_state_checker(instance: DagsterInstance) -> RunStateCheck:
     """A `RunStateCheck` backed by the Dagster instance."""
 
     def check(dagster_run_id: str) -> str | None:
@@ -21,9 +22,9 @@ def run_state_checker(instance: DagsterInstance):
             # deleted: unknown, so the heartbeat decides.
             return None
         if run.status in _OVER:
-            return OVER
+            return RunState.OVER
         if run.status in _QUEUED:
-            return QUEUED
-        return RUNNING
+            return RunState.QUEUED
+        return RunState.RUNNING
 
     return check

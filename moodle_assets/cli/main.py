@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 from collections.abc import Sequence
 
-from resources.config import ConfigError
-
-from .settings import load_settings
-from .targets import SyncTarget
+from ..core.targets import SyncTarget
+from ..core.validation import ConfigError
+from ..settings import Settings, load_settings
 
 
 def _targets_help() -> str:
@@ -93,9 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["emulator"]:
-        from .emulator.cli import main as emulator_main
+        from ..web.demo import run_emulator_command
 
-        return emulator_main(argv[1:])
+        return run_emulator_command(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
@@ -107,9 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _dispatch(args: argparse.Namespace, settings) -> int:
-    from .store.db import engine_for
-    from .store.migrate import current_revision, downgrade, upgrade
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from ..store.db import engine_for
+    from ..store.migrate import current_revision, downgrade, upgrade
 
     if args.command == "db":
         if args.db_command == "upgrade":
@@ -138,18 +137,20 @@ def _dispatch(args: argparse.Namespace, settings) -> int:
         _print_configs(list_configs(engine))
         return 0
     if args.command == "serve":
-        from .web.serve import serve
+        from ..web.serve import serve
 
-        return serve(args.host, args.port, daemon=not args.no_daemon, workspace=args.workspace)
+        return serve(settings, args.host, args.port, daemon=not args.no_daemon, workspace=args.workspace)
     if args.command == "sync":
-        from .run_launcher import cli_sync
+        from .sync_command import cli_sync
 
         return cli_sync(settings, args.targets or list(SyncTarget), force=args.force)
     if args.command == "runs":
-        from .run_history import print_runs
+        from ..history import SyncHistory
+        from .history_output import print_runs
 
         upgrade(settings.database_url)
-        return print_runs(engine_for(settings.database_url), target=args.target, limit=args.limit)
+        history = SyncHistory(engine_for(settings.database_url), heartbeat_timeout=settings.heartbeat_timeout_seconds)
+        return print_runs(history, target=args.target, limit=args.limit)
     raise AssertionError(args.command)
 
 

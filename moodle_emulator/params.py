@@ -216,7 +216,7 @@ def _validate(desc, value):
 
 
 def validate(desc: Single, params: dict) -> dict:
-    """Validate the function arguments; raises MoodleError(invalidparameter)."""
+    """Validate the function arguments; raises WebServiceException(invalidparameter)."""
     try:
         return _validate(desc, params)
     except _ParamError as e:

@@ -1,8 +1,8 @@
 """A faithful, scalable Moodle REST web-service emulator over real HTTP, with fault injection.
 
-See ``moodle_assets/emulator/README.md``. Public API::
+See ``moodle_emulator/README.md``. Public API::
 
-    from moodle_assets.emulator import EmulatorServer, build_dataset, Dataset
+    from moodle_emulator import EmulatorServer, build_dataset, Dataset
 """
 
 from .dataset import Dataset

@@ -1,6 +1,7 @@
-"""The one place that names the sync targets, their assets and their jobs.
+"""The one place that names the sync targets, their assets, jobs and run tags, and the
+statuses and triggers of the sync history.
 
-No other module spells the target strings or job names: import them from here.
+No other module spells these strings: import them from here.
 """
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ class SyncTarget(str, enum.Enum):
     ENROLLMENTS = "ENROLLMENTS"
 
     @classmethod
-    def parse(cls, value: str) -> "SyncTarget":
+    def parse(cls, value: SyncTarget | str) -> SyncTarget:
         """Accept `ENROLLMENTS`, `enrollments` or `sync_enrollments`; raise ValueError naming the choices."""
+        if isinstance(value, SyncTarget):
+            return value
         text = str(value).strip()
         for target in cls:
             if text.upper() == target.value or text == TARGET_SPECS[target].job_name:
@@ -32,11 +35,26 @@ class SyncStatus(str, enum.Enum):
 
 
 class SyncTrigger(str, enum.Enum):
+    """Who asked for a sync; read from the `moodle/trigger` run tag (`from_tag`)."""
+
     SCHEDULE = "SCHEDULE"
     MANUAL = "MANUAL"
     API = "API"
     GRAPHQL = "GRAPHQL"
     CLI = "CLI"
+
+    @classmethod
+    def from_tag(cls, value: str | None) -> SyncTrigger:
+        """The trigger a run tag names; MANUAL for a run started by hand (Dagster UI launchpad)."""
+        text = (value or "").strip().upper()
+        return cls(text) if text in cls.__members__ else cls.MANUAL
+
+
+class LaunchOutcome(str, enum.Enum):
+    """What a front door (HTTP trigger, admin page, CLI) did with a requested target."""
+
+    LAUNCHED = "LAUNCHED"
+    SKIPPED = "SKIPPED"
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,12 @@ TAG_TRIGGER = "moodle/trigger"
 TAG_FORCE = "moodle/force"
 # JSON {target: integration_sync_run.id} of rows claimed before launch (HTTP trigger, admin page, CLI).
 TAG_SYNC_RUN_IDS = "moodle/sync_run_ids"
+# Dagster's own tags that we read.
+DAGSTER_RUN_KEY_TAG = "dagster/run_key"
+SCHEDULE_SLOT_TAG = "moodle/schedule_slot"
+
+# Dependency order: a run of several targets syncs the catalog and users before enrollments.
+TARGET_ORDER = (SyncTarget.COURSE_CATALOG, SyncTarget.USER_DIRECTORY, SyncTarget.ENROLLMENTS)
 
 ALL_JOB_NAMES: tuple[str, ...] = tuple(s.job_name for s in TARGET_SPECS.values()) + (SYNC_ALL_JOB_NAME,)
 

@@ -1,18 +1,16 @@
 """`moodle-integration runs`: the recent sync history as a table."""
 from __future__ import annotations
 
-from sqlalchemy import Engine
-
-from .store.sync_runs import list_runs
-from .targets import SyncTarget
+from ..core.targets import SyncTarget
+from ..history import SyncHistory
 
 
 def _fmt_time(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
 
 
-def print_runs(engine: Engine, *, target: SyncTarget | None = None, limit: int = 20) -> int:
-    rows = list_runs(engine, target=target.value if target else None, limit=limit)
+def print_runs(history: SyncHistory, *, target: SyncTarget | None = None, limit: int = 20) -> int:
+    rows = history.list(target=target, limit=limit)
     print(f"{'ID':>5} {'TARGET':<16} {'STATUS':<8} {'TRIGGER':<9} {'STARTED':<21} {'SECONDS':>8} {'FETCHED':>8} {'INS':>6} {'UPD':>6} {'DEACT':>6} {'REJ':>5}  NOTE")
     for r in rows:
         seconds = f"{r.duration_seconds:.1f}" if r.duration_seconds is not None else "-"

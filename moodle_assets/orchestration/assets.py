@@ -10,7 +10,6 @@ report counts and request metrics as Dagster metadata (plotted over time in the 
 asset checks for rejected rows and unmatched enrollments.
 """
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -32,49 +31,38 @@ from dagster import (
 from resources.app_db import AppDatabaseResource
 from resources.moodle import MoodleResource
 
-from .dagster_runs import run_state_checker
-from .redaction import error_text
-from .settings import load_settings
-from .store import sync_runs
-from .sync.engine import SYNC_FUNCTIONS, SyncOutcome
-from .sync.fetch import MoodleFetcher
-from .sync.options import SyncOptions
-from .targets import ASSET_GROUP, TAG_FORCE, TAG_SYNC_RUN_IDS, TAG_TRIGGER, TARGET_SPECS, SyncTarget, SyncTrigger
+from ..core.counts import RunCounts
+from ..core.redaction import error_text
+from ..core.targets import ASSET_GROUP, TAG_FORCE, TAG_TARGET, TAG_TRIGGER, TARGET_SPECS, SyncStatus, SyncTarget, SyncTrigger
+from ..history import Ownership, SyncHistory
+from ..sync.engine import SYNC_FUNCTIONS, SyncOutcome
+from ..sync.fetch import MoodleFetcher
+from .launch import claimed_run_ids
+from .resources import SyncOptionsResource
+from .run_state import run_state_checker
 
 CHECK_NO_REJECTED = "no_rejected_rows"
 CHECK_NO_UNMATCHED = "no_unmatched_enrollments"
 
 
-def claimed_run_ids(tags: dict[str, str]) -> dict[str, int]:
-    raw = tags.get(TAG_SYNC_RUN_IDS)
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-        return {str(k): int(v) for k, v in value.items()}
-    except (ValueError, TypeError, AttributeError):
-        return {}
-
-
-def trigger_from_tags(tags: dict[str, str]) -> str:
-    value = (tags.get(TAG_TRIGGER) or "").upper()
-    return value if value in SyncTrigger.__members__ else SyncTrigger.MANUAL.value
-
-
 class _Heartbeat:
-    """Tells the history the worker is alive, from a thread, until stopped."""
+    """Tells the history the worker is alive, from a thread, until stopped. `lost` turns true
+    when the row is no longer this worker's (closed as a ghost, or taken over)."""
 
-    def __init__(self, engine, run_id: int, interval: float | None = None):
-        self.engine, self.run_id = engine, run_id
-        self.interval = interval if interval is not None else sync_runs.heartbeat_interval_seconds()
+    def __init__(self, history: SyncHistory, owner: Ownership):
+        self.history, self.owner = history, owner
+        self.interval = history.heartbeat_interval
+        self.lost = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{run_id}", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{owner.run_id}", daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                sync_runs.heartbeat(self.engine, self.run_id)
-            except Exception:  # a missed beat is retried on the next interval
+                if not self.history.heartbeat(self.owner):
+                    self.lost.set()
+                    return
+            except Exception:  # a missed beat (database hiccup) is retried on the next interval
                 pass
 
     def __enter__(self) -> "_Heartbeat":
@@ -103,31 +91,47 @@ def _metric_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
     }
 
 
-def run_target(
-    context: AssetExecutionContext, target: SyncTarget, moodle: MoodleResource, app_db: AppDatabaseResource
-) -> Iterator[Any]:
-    engine = app_db.engine()
+def _take_or_claim(
+    context: AssetExecutionContext, target: SyncTarget, history: SyncHistory
+) -> Ownership | None:
+    """The row this run syncs `target` under: the one a front door claimed for it (taken over),
+    else a fresh claim (schedule sensor, launchpad, GraphQL). None: not synced (SKIPPED row)."""
     tags = dict(context.run.tags)
-    trigger = trigger_from_tags(tags)
-    force = tags.get(TAG_FORCE, "").lower() == "true"
-    run_state = run_state_checker(context.instance)
+    trigger = SyncTrigger.from_tag(tags.get(TAG_TRIGGER))
+    claimed = claimed_run_ids(tags).get(target.value)
+    if claimed is not None:
+        owner = history.take(claimed, context.run_id)
+        if owner is None:
+            row = history.get(claimed)
+            status = row.status if row else "missing"
+            context.log.warning(f"{target.value} not synced: its claimed sync run #{claimed} is {status}")
+        return owner
+    claim = history.claim(
+        target,
+        trigger,
+        force=tags.get(TAG_FORCE, "").lower() == "true",
+        dagster_run_id=context.run_id,
+        run_state=run_state_checker(context.instance),
+    )
+    if not claim.started:
+        context.log.warning(f"{target.value} not synced: {claim.reason}")
+        return None
+    return history.take(claim.run_id, context.run_id)
 
-    run_id = claimed_run_ids(tags).get(target.value)
-    row = sync_runs.get_run(engine, run_id) if run_id is not None else None
-    if row is not None and row.status == "RUNNING":
-        sync_runs.attach_dagster_run(engine, row.id, context.run_id)
-        sync_runs.heartbeat(engine, row.id)
-    else:
-        claim = sync_runs.claim_run(
-            engine, target.value, trigger, force=force, dagster_run_id=context.run_id, run_state=run_state
-        )
-        if not claim.started:
-            context.log.warning(f"{target.value} not synced: {claim.reason}")
-            return  # no materialization: nothing was synced (the SKIPPED row says why)
-        run_id = claim.run_id
 
-    settings = load_settings()
-    options = SyncOptions.from_settings(settings)
+def run_target(
+    context: AssetExecutionContext,
+    target: SyncTarget,
+    moodle: MoodleResource,
+    app_db: AppDatabaseResource,
+    sync_options: SyncOptionsResource,
+) -> Iterator[Any]:
+    history = app_db.history()
+    owner = _take_or_claim(context, target, history)
+    if owner is None:
+        return  # no materialization: nothing was synced (the history row says why)
+    trigger = SyncTrigger.from_tag(context.run.tags.get(TAG_TRIGGER))
+    options = sync_options.options()
     client = moodle.get_client()
     fetcher = MoodleFetcher(
         client,
@@ -138,32 +142,37 @@ def run_target(
     before = client.snapshot()
     started = time.monotonic()
     try:
-        with _Heartbeat(engine, run_id):
-            outcome: SyncOutcome = SYNC_FUNCTIONS[target.value](fetcher, engine, options)
+        with _Heartbeat(history, owner) as beat:
+            outcome: SyncOutcome = SYNC_FUNCTIONS[target](fetcher, app_db.engine(), options)
+        if beat.lost.is_set():
+            raise RuntimeError("lost ownership: this sync's history row was closed or taken over while it ran")
     except Exception as exc:
         metrics = _metric_delta(before, client.snapshot())
-        counts = sync_runs.RunCounts(
-            requests=metrics["requests"], retries=metrics["retries"],
-            responses_429=metrics["responses_429"], backoff_seconds=metrics["backoff_seconds"],
+        counts = RunCounts(
+            requests=metrics["requests"],
+            retries=metrics["retries"],
+            responses_429=metrics["responses_429"],
+            backoff_seconds=metrics["backoff_seconds"],
         )
         message = error_text(exc)
-        sync_runs.finish_run(engine, run_id, status="FAILED", counts=counts, error=message)
+        history.finish(owner, SyncStatus.FAILED, counts=counts, error=message)
         raise Failure(
             description=f"{target.value} sync failed; the previous data is unchanged. {message}",
-            metadata={"sync_run_id": run_id, "requests": metrics["requests"], "retries": metrics["retries"]},
+            metadata={"sync_run_id": owner.run_id, "requests": metrics["requests"], "retries": metrics["retries"]},
         ) from None
     metrics = _metric_delta(before, client.snapshot())
     counts = outcome.counts
     counts.requests, counts.retries = metrics["requests"], metrics["retries"]
     counts.responses_429, counts.backoff_seconds = metrics["responses_429"], metrics["backoff_seconds"]
-    sync_runs.finish_run(engine, run_id, status="SUCCESS", counts=counts)
+    if not history.finish(owner, SyncStatus.SUCCESS, counts=counts):
+        raise Failure(description=f"{target.value}: lost ownership of sync run #{owner.run_id} before it finished")
     duration = time.monotonic() - started
     for rejected_id, reason in outcome.rejected[:10]:
         context.log.warning(f"rejected Moodle row {rejected_id}: {reason}")
 
     metadata: dict[str, Any] = {
-        "sync_run_id": run_id,
-        "trigger": trigger,
+        "sync_run_id": owner.run_id,
+        "trigger": trigger.value,
         "rows_fetched": counts.fetched,
         "rows_inserted": counts.inserted,
         "rows_updated": counts.updated,
@@ -224,7 +233,7 @@ def _target_asset(target: SyncTarget):
                 group_name=ASSET_GROUP,
                 description=spec.description,
                 kinds={"moodle", "sql"},
-                tags={"moodle/target": target.value},
+                tags={TAG_TARGET: target.value},
                 deps=[TARGET_SPECS[u].asset_name for u in spec.upstream],
                 skippable=True,
             )
@@ -235,18 +244,33 @@ def _target_asset(target: SyncTarget):
 
 
 @_target_asset(SyncTarget.COURSE_CATALOG)
-def course_catalog(context: AssetExecutionContext, moodle: MoodleResource, app_db: AppDatabaseResource):
-    yield from run_target(context, SyncTarget.COURSE_CATALOG, moodle, app_db)
+def course_catalog(
+    context: AssetExecutionContext,
+    moodle: MoodleResource,
+    app_db: AppDatabaseResource,
+    sync_options: SyncOptionsResource,
+):
+    yield from run_target(context, SyncTarget.COURSE_CATALOG, moodle, app_db, sync_options)
 
 
 @_target_asset(SyncTarget.USER_DIRECTORY)
-def user_directory(context: AssetExecutionContext, moodle: MoodleResource, app_db: AppDatabaseResource):
-    yield from run_target(context, SyncTarget.USER_DIRECTORY, moodle, app_db)
+def user_directory(
+    context: AssetExecutionContext,
+    moodle: MoodleResource,
+    app_db: AppDatabaseResource,
+    sync_options: SyncOptionsResource,
+):
+    yield from run_target(context, SyncTarget.USER_DIRECTORY, moodle, app_db, sync_options)
 
 
 @_target_asset(SyncTarget.ENROLLMENTS)
-def enrollments(context: AssetExecutionContext, moodle: MoodleResource, app_db: AppDatabaseResource):
-    yield from run_target(context, SyncTarget.ENROLLMENTS, moodle, app_db)
+def enrollments(
+    context: AssetExecutionContext,
+    moodle: MoodleResource,
+    app_db: AppDatabaseResource,
+    sync_options: SyncOptionsResource,
+):
+    yield from run_target(context, SyncTarget.ENROLLMENTS, moodle, app_db, sync_options)
 
 
 ASSETS = [course_catalog, user_directory, enrollments]

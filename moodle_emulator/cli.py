@@ -1,4 +1,4 @@
-"""``moodle-integration emulator ...`` / ``python -m moodle_assets.emulator ...``."""
+"""``moodle-integration emulator ...`` / ``python -m moodle_emulator ...``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ DEFAULT_TOKEN = "demo-token-0123456789abcdef"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="moodle-integration emulator",
-        description="Serve an emulated Moodle REST web service (see moodle_assets/emulator/README.md).")
+        description="Serve an emulated Moodle REST web service (see moodle_emulator/README.md).")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8089)
     p.add_argument("--scale", default="demo", choices=["demo", "real", "S", "M", "L"])
