@@ -21,9 +21,9 @@ from .settings import Settings, load_settings
 
 
 def build_definitions(settings: Settings) -> Definitions:
-    """The code location for `settings`. Secrets and the database URL go in as `EnvVar`s, so
-    only the variables' names reach Dagster's run storage, never their values."""
-    database_url = EnvVar("DATABASE_URL") if settings.database_url_from_env else settings.database_url
+    """The code location for `settings`. Secrets (the token, a database URL with a password) go
+    in as `EnvVar`s, so only the variables' names reach Dagster's run storage, never their values."""
+    database_url = EnvVar("DATABASE_URL") if settings.database_url_has_password else settings.database_url
     return Definitions(
         assets=ASSETS,
         jobs=ALL_JOBS,

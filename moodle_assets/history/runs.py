@@ -453,13 +453,14 @@ class SyncHistory:
             run = session.get(IntegrationSyncRun, run_id)
             return _row(run) if run else None
 
-    def list(self, *, target: SyncTarget | None = None, limit: int = 20) -> list[RunRow]:
+    def list(self, *, target: SyncTarget | str | None = None, limit: int = 20) -> list[RunRow]:
+        """The newest `limit` rows (of `target`), newest first."""
         with transaction(self.engine) as session:
             query = select(IntegrationSyncRun).order_by(
                 IntegrationSyncRun.started_at.desc(), IntegrationSyncRun.id.desc()
             )
             if target is not None:
-                query = query.where(IntegrationSyncRun.target == target.value)
+                query = query.where(IntegrationSyncRun.target == SyncTarget.parse(target).value)
             return [_row(r) for r in session.scalars(query.limit(limit)).all()]
 
     def running(self) -> list[RunRow]:

@@ -270,8 +270,15 @@ class Settings(BaseModel):
 
     @property
     def database_url_from_env(self) -> bool:
-        """True when DATABASE_URL names a database of its own (it may hold a password)."""
+        """True when DATABASE_URL names a database of its own."""
         return self.database_url != self.default_database_url
+
+    @property
+    def database_url_has_password(self) -> bool:
+        try:
+            return bool(make_url(self.database_url).password)
+        except Exception:
+            return False
 
     def secrets(self) -> list[str]:
         return [v for v in (self.moodle_token, self.sync_secret, self.web_token, self.web_signing_key) if v]

@@ -25,12 +25,12 @@ def sync(*targets: str) -> dict:
     the history row of each, by target."""
     from moodle_assets.cli import main
     from moodle_assets.store.db import engine_for
-    from moodle_assets.store.sync_runs import list_runs
+    from moodle_assets.history import SyncHistory
 
     rows = {}
     for target in targets:
         code = main(["sync", "--target", target])
-        [row] = list_runs(engine_for(os.environ["DATABASE_URL"]), target=target, limit=1)
+        [row] = SyncHistory(engine_for(os.environ["DATABASE_URL"])).list(target=target, limit=1)
         assert (code == 0) == (row.status == "SUCCESS"), (code, row)
         rows[target] = row
     return rows
@@ -45,7 +45,7 @@ def dagster_status(row) -> str:
 
 def test_moodle_flapping_bounded_retries_clear_failures_no_partial_writes(cli_deployment):
     from moodle_assets.store.db import engine_for
-    from moodle_assets.store.sync_runs import running_runs
+    from moodle_assets.history import SyncHistory
 
     emu = cli_deployment
     engine = engine_for(os.environ["DATABASE_URL"])
@@ -132,5 +132,5 @@ def test_moodle_flapping_bounded_retries_clear_failures_no_partial_writes(cli_de
     assert {t: r.status for t, r in rows.items()} == dict.fromkeys(ALL, "SUCCESS"), {t: r.error for t, r in rows.items()}
     assert rows["COURSE_CATALOG"].rows_updated == 1 and rows["USER_DIRECTORY"].rows_updated == 1
     assert rows["ENROLLMENTS"].rows_updated + rows["ENROLLMENTS"].rows_deactivated == 1
-    assert running_runs(engine) == []
+    assert SyncHistory(engine).running() == []
     print(f"\nflapping: survived {survived}; failed cleanly on {failed_on} in {elapsed:.1f} s; 429 beyond the cap failed fast")

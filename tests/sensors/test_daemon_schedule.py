@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from moodle_assets.store.db import create_app_engine, transaction
 from moodle_assets.store.migrate import upgrade
 from moodle_assets.store.models import CourseCatalog
-from moodle_assets.store.sync_runs import list_runs
+from moodle_assets.history import SyncHistory
 from moodle_assets.core.targets import SyncTarget
 from schedules.config_table import get_config, update_config
 from tests.conftest import REPO_ROOT, write_dagster_home
@@ -54,7 +54,7 @@ def test_daemon_launches_a_due_target_on_schedule(app_env, tmp_path, monkeypatch
         )
     try:
         def finished():
-            rows = [r for r in list_runs(engine, target="COURSE_CATALOG") if r.status != "RUNNING"]
+            rows = [r for r in SyncHistory(engine).list(target="COURSE_CATALOG") if r.status != "RUNNING"]
             return rows or None
 
         [row] = wait_for(finished, WAIT_S, "the scheduled COURSE_CATALOG sync", proc, log)
