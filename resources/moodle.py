@@ -54,11 +54,12 @@ demo and the tests point the *same* client at the bundled emulator by giving the
 emulator's URL and token (``MoodleResource.for_emulator(emu)``). Code that only needs the
 calls can depend on the ``MoodleApi`` protocol and be handed any implementation.
 """
+
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any, Optional
+from typing import Any
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
@@ -99,33 +100,40 @@ from resources.moodle_errors import (
 )
 
 __all__ = [
-    "MoodleResource",
-    "MoodleClient",
-    "MoodleApi",
-    "ClientSettings",
+    "DEFAULT_THROTTLE_MARGIN",
+    "ENDPOINT_PATH",
     "ClientMetrics",
-    "encode_params",
-    "raise_for_warnings",
-    "MoodleError",
-    "MoodleAuthenticationError",
+    "ClientSettings",
     "MoodleAccessError",
+    "MoodleApi",
+    "MoodleAuthenticationError",
+    "MoodleClient",
+    "MoodleError",
     "MoodleInvalidParameterError",
     "MoodleMissingRecordError",
-    "MoodleWebServicesDisabledError",
     "MoodleRateLimitedError",
+    "MoodleResource",
     "MoodleTransientError",
-    "MoodleUnknownError",
     "MoodleUnexpectedWarningsError",
-    "ENDPOINT_PATH",
-    "DEFAULT_THROTTLE_MARGIN",
+    "MoodleUnknownError",
+    "MoodleWebServicesDisabledError",
+    "encode_params",
     "logger",
+    "raise_for_warnings",
 ]
 
 # The errors live in resources/moodle_errors.py but their public home is this module: make
 # tracebacks and Dagster's run logs say ``resources.moodle.MoodleAuthenticationError``.
 for _cls in (
-    MoodleError, MoodleAuthenticationError, MoodleAccessError, MoodleInvalidParameterError, MoodleMissingRecordError,
-    MoodleWebServicesDisabledError, MoodleRateLimitedError, MoodleTransientError, MoodleUnknownError,
+    MoodleError,
+    MoodleAuthenticationError,
+    MoodleAccessError,
+    MoodleInvalidParameterError,
+    MoodleMissingRecordError,
+    MoodleWebServicesDisabledError,
+    MoodleRateLimitedError,
+    MoodleTransientError,
+    MoodleUnknownError,
     MoodleUnexpectedWarningsError,
 ):
     _cls.__module__ = __name__
@@ -153,7 +161,7 @@ class MoodleResource(ConfigurableResource):
     connect_timeout_s: float = Field(default=DEFAULT_CONNECT_TIMEOUT_S, description="seconds to connect")
     read_timeout_s: float = Field(default=DEFAULT_READ_TIMEOUT_S, description="seconds to wait for an answer")
     pool_size: int = Field(default=DEFAULT_POOL_SIZE, description="HTTP connections kept per client")
-    throttle_dir: Optional[str] = Field(default=None, description="directory of the shared throttle state")
+    throttle_dir: str | None = Field(default=None, description="directory of the shared throttle state")
     throttle_margin: float = Field(default=DEFAULT_THROTTLE_MARGIN, description="fraction of the rate kept in reserve")
     ratelimit_errorcode_pattern: str = Field(
         default=DEFAULT_RATELIMIT_ERRORCODE_PATTERN, description="regex for rate-limit errorcodes"
@@ -162,7 +170,7 @@ class MoodleResource(ConfigurableResource):
         default=DEFAULT_RATELIMIT_MESSAGE_PATTERN, description="regex for rate-limit messages"
     )
 
-    _client: Optional[MoodleClient] = PrivateAttr(default=None)
+    _client: MoodleClient | None = PrivateAttr(default=None)
     _client_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod

@@ -5,6 +5,7 @@ re-exports of everything below); see its docstring for the design. This module i
 of Dagster so that a plain process (the benchmark, a worker script) imports it in
 milliseconds.
 """
+
 from __future__ import annotations
 
 import http.cookiejar
@@ -203,11 +204,11 @@ class ClientSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
-        for name, low, strict in _FLOAT_MINIMUMS:
+        for name, floor, strict in _FLOAT_MINIMUMS:
             value = getattr(self, name)
             number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-            if not math.isfinite(number) or number < low or (strict and number <= low):
-                raise ConfigError(f"{name} must be a number {'>' if strict else '>='} {low:g}, got {value!r}")
+            if not math.isfinite(number) or number < floor or (strict and number <= floor):
+                raise ConfigError(f"{name} must be a number {'>' if strict else '>='} {floor:g}, got {value!r}")
             set_(self, name, number)
         if self.max_delay_ms < self.base_delay_ms:
             raise ConfigError(f"max_delay_ms ({self.max_delay_ms}) must be >= base_delay_ms ({self.base_delay_ms})")
@@ -241,10 +242,19 @@ class ClientSettings:
         }
 
 
-_INT_MINIMUMS = (("max_retries", 0), ("base_delay_ms", 0), ("max_delay_ms", 0), ("retry_after_cap_ms", 0),
-                 ("pool_size", 1))
-_FLOAT_MINIMUMS = (("requests_per_second", 0.0, False), ("connect_timeout_s", 0.0, True),
-                   ("read_timeout_s", 0.0, True), ("throttle_burst", 0.0, False))
+_INT_MINIMUMS = (
+    ("max_retries", 0),
+    ("base_delay_ms", 0),
+    ("max_delay_ms", 0),
+    ("retry_after_cap_ms", 0),
+    ("pool_size", 1),
+)
+_FLOAT_MINIMUMS = (
+    ("requests_per_second", 0.0, False),
+    ("connect_timeout_s", 0.0, True),
+    ("read_timeout_s", 0.0, True),
+    ("throttle_burst", 0.0, False),
+)
 
 
 # --- logging hygiene -------------------------------------------------------------------
@@ -291,7 +301,7 @@ class MoodleApi(Protocol):
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    def set_ok(self, cookie, request):  # type: ignore[no-untyped-def]
+    def set_ok(self, cookie, request):
         return False
 
 
@@ -319,14 +329,15 @@ class MoodleClient:
         self._sleep = sleep
         self._rng = rng
         self.throttle = HostThrottle(
-            self.settings.url, self.settings.effective_rps, self.settings.throttle_dir, burst=self.settings.throttle_burst
+            self.settings.url,
+            self.settings.effective_rps,
+            self.settings.throttle_dir,
+            burst=self.settings.throttle_burst,
         )
         self._session = requests.Session()
         self._session.cookies.set_policy(_NoCookies())
         self._session.trust_env = True
-        adapter = HTTPAdapter(
-            pool_connections=1, pool_maxsize=self.settings.pool_size, pool_block=True, max_retries=0
-        )
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.settings.pool_size, pool_block=True, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers.update({"Accept": "application/json", "User-Agent": "moodle-integration/0.1"})
@@ -428,14 +439,16 @@ class MoodleClient:
             raise ValueError("page_size must be >= 1")
         base = dict(params or {})
         options = [
-            o for o in list(base.get("options") or [])
+            o
+            for o in list(base.get("options") or [])
             if not (isinstance(o, Mapping) and o.get("name") in ("limitfrom", "limitnumber"))
         ]
         offset = 0
         pages = 0
         while True:
             page_params = dict(base)
-            page_params["options"] = options + [
+            page_params["options"] = [
+                *options,
                 {"name": "limitfrom", "value": offset},
                 {"name": "limitnumber", "value": page_size},
             ]
@@ -472,7 +485,11 @@ class MoodleClient:
         opts = list(options)
         if userfields:
             opts.append({"name": "userfields", "value": ",".join(userfields)})
-        return list(self.iter_paginated("core_enrol_get_enrolled_users", {"courseid": courseid, "options": opts}, page_size=page_size))
+        return list(
+            self.iter_paginated(
+                "core_enrol_get_enrolled_users", {"courseid": courseid, "options": opts}, page_size=page_size
+            )
+        )
 
     # internals
     def _attempt(self, method: str, wsfunction: str, params: Mapping[str, Any] | None) -> Any:
@@ -530,7 +547,8 @@ class MoodleClient:
                 error.retryable = False
                 error.message = (
                     f"{error.message}; the server asked to retry after {too_long.raw!r} (= {too_long.seconds:.0f} s), "
-                    f"beyond the {cap:.0f} s cap (MOODLE_RATE_LIMIT_RETRY_AFTER_CAP_MS), so the call fails now instead of waiting"
+                    f"beyond the {cap:.0f} s cap (MOODLE_RATE_LIMIT_RETRY_AFTER_CAP_MS), so the call fails now "
+                    "instead of waiting"
                 )
                 error.hint = (
                     "the site asks for a long pause: re-run the sync later, or lower "
@@ -554,18 +572,27 @@ class MoodleClient:
             return MoodleTransientError(
                 f"no answer within {self.settings.read_timeout_s:g} s ({detail})",
                 wsfunction=wsfunction,
-                hint=f"the call is too heavy for the site or it is overloaded: raise MOODLE_HTTP_READ_TIMEOUT_S or request fewer rows per call",
+                hint="the call is too heavy for the site or it is overloaded: raise MOODLE_HTTP_READ_TIMEOUT_S or "
+                "request fewer rows per call",
                 retryable=False,
             )
-        if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                            requests.exceptions.ContentDecodingError)):
+        if isinstance(
+            exc,
+            (
+                requests.exceptions.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,
+            ),
+        ):
             return MoodleTransientError(
                 f"connection failed or dropped ({detail})",
                 wsfunction=wsfunction,
                 hint="check MOODLE_URL and that the site is reachable; the sync can be re-run once it is",
                 retryable=True,
             )
-        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)):
+        if isinstance(
+            exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
+        ):
             return MoodleUnknownError(f"invalid site URL ({detail})", wsfunction=wsfunction, hint="check MOODLE_URL")
         return MoodleUnknownError(f"HTTP request failed ({detail})", wsfunction=wsfunction)
 
@@ -592,5 +619,10 @@ class MoodleClient:
         summary = getattr(exc, "message", "")
         logger.warning(
             "moodle %s: %s (%s); retry %d/%d in %.2f s",
-            getattr(exc, "wsfunction", "?"), kind, summary, state.attempt_number, self.settings.max_retries, wait,
+            getattr(exc, "wsfunction", "?"),
+            kind,
+            summary,
+            state.attempt_number,
+            self.settings.max_retries,
+            wait,
         )

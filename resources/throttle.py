@@ -52,6 +52,7 @@ its state in a small file, updated under ``fcntl.flock``.
 * ``penalize(seconds)`` pushes TAT forward when the server says "Retry-After": every thread
   and process then pauses, not just the one that was told.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -131,7 +132,8 @@ class HostThrottle:
             logger.warning(
                 "moodle throttle: cannot use %s (%s); throttling this process only — set MOODLE_THROTTLE_DIR "
                 "to a directory every sync process can write",
-                self.path, exc.strerror or exc,
+                self.path,
+                exc.strerror or exc,
             )
 
     @property
@@ -158,9 +160,9 @@ class HostThrottle:
             raw = os.pread(fd, _STATE.size, 0)
             now = self._clock()
             tat, last = _STATE.unpack(raw) if len(raw) == _STATE.size else (0.0, 0.0)
-            if not tat == tat or tat > now + self._max_ahead:  # NaN or clock jumped back
+            if tat != tat or tat > now + self._max_ahead:  # NaN or clock jumped back
                 tat = now
-            if not last == last or last > now + self._max_ahead:
+            if last != last or last > now + self._max_ahead:
                 last = 0.0
             new_tat, new_last, result = fn(tat, last, now)
             os.pwrite(fd, _STATE.pack(new_tat, new_last), 0)

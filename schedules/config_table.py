@@ -1,4 +1,5 @@
 """Read and write the per-target config rows (`integration_sync_config`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,14 +56,16 @@ def parse_frequency(value: object) -> int:
             raise ConfigValidationError(f"frequency must be a whole number of minutes, got {value[:40]!r}")
         if len(text.lstrip("0")) > len(str(MAX_FREQUENCY_MINUTES)):  # and int() refuses > 4,300 digits
             raise ConfigValidationError(
-                f"frequency must be between {MIN_FREQUENCY_MINUTES} and {MAX_FREQUENCY_MINUTES} minutes (30 days), got {text[:12]}…"
+                f"frequency must be between {MIN_FREQUENCY_MINUTES} and {MAX_FREQUENCY_MINUTES} minutes (30 days), "
+                f"got {text[:12]}…"
             )
         value = int(text)
     if not isinstance(value, int):
         raise ConfigValidationError(f"frequency must be a whole number of minutes, got {value!r}")
     if not MIN_FREQUENCY_MINUTES <= value <= MAX_FREQUENCY_MINUTES:
         raise ConfigValidationError(
-            f"frequency must be between {MIN_FREQUENCY_MINUTES} and {MAX_FREQUENCY_MINUTES} minutes (30 days), got {value}"
+            f"frequency must be between {MIN_FREQUENCY_MINUTES} and {MAX_FREQUENCY_MINUTES} minutes (30 days), "
+            f"got {value}"
         )
     return value
 

@@ -11,6 +11,7 @@ A run worker killed outright sends no event at all: its row is closed by ghost
 reconciliation on the next schedule tick (heartbeat timeout, or run monitoring marking the
 run failed, which also triggers the failure sensor).
 """
+
 from __future__ import annotations
 
 from dagster import (
@@ -96,7 +97,9 @@ def failure_message(context: RunFailureSensorContext) -> str:
         parts.append(f"step {event.step_key}: {detail}")
     if not parts:  # failed outside a step: resources, the run worker, run monitoring
         data = context.failure_event.event_specific_data
-        parts.append(_root_message(getattr(data, "error", None)) or _first_line(context.failure_event.message) or "run failed")
+        parts.append(
+            _root_message(getattr(data, "error", None)) or _first_line(context.failure_event.message) or "run failed"
+        )
     return f"Dagster run {run_id} failed: " + "; ".join(parts)
 
 
@@ -109,9 +112,7 @@ def build_run_status_sensors(tick_seconds: int) -> list[SensorDefinition]:
     )
     def moodle_run_failure_sensor(context: RunFailureSensorContext, app_db: AppDatabaseResource):
         run = context.dagster_run
-        touched = close_ended_run(
-            app_db.history(migrate=True), run, canceled=False, message=failure_message(context)
-        )
+        touched = close_ended_run(app_db.history(migrate=True), run, canceled=False, message=failure_message(context))
         if touched["closed"] or touched["recorded"]:
             context.log.info(f"run {run.run_id}: closed {touched['closed']}, recorded {touched['recorded']}")
 

@@ -35,6 +35,7 @@ Targets due together get one run each, not one `sync_all` run:
 Dependency order is still kept: ENROLLMENTS waits (no row, slot kept) while COURSE_CATALOG or
 USER_DIRECTORY is due or syncing, and launches on the first tick after they finish.
 """
+
 from __future__ import annotations
 
 from dagster import (
@@ -86,7 +87,8 @@ def evaluate_schedule(context: SensorEvaluationContext, target: SyncTarget, hist
 
     configs = list_configs(history.engine)
     busy: dict[SyncTarget, str] = {}
-    for row in sorted(history.running(), key=lambda r: r.started_at):
+    running: list[RunRow] = history.running()
+    for row in sorted(running, key=lambda r: r.started_at):
         busy.setdefault(SyncTarget(row.target), _holder_text(row))
 
     requests: list[RunRequest] = []

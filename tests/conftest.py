@@ -89,6 +89,15 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 # --- the Moodle emulator and Dagster instance, real and local ------------------------------
 
 EMULATOR_TOKEN = "emulator-test-token-5f1c"

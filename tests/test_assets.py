@@ -40,7 +40,7 @@ def materialization(result, asset: str):
 def test_sync_all_records_history_metadata_and_checks(defs, instance):
     result = defs.resolve_job_def("sync_all").execute_in_process(instance=instance, tags={"moodle/trigger": "GRAPHQL"})
     assert result.success
-    runs = {r.target: r for r in SyncHistory(engine()).list()}
+    runs = {r.target: r for r in SyncHistory(engine()).recent()}
     assert set(runs) == {"COURSE_CATALOG", "USER_DIRECTORY", "ENROLLMENTS"}
     assert all(r.status == "SUCCESS" and r.trigger == "GRAPHQL" and r.dagster_run_id == result.run_id for r in runs.values())
     assert runs["ENROLLMENTS"].rows_inserted == 22 and runs["ENROLLMENTS"].requests_made == 12
@@ -61,7 +61,7 @@ def test_a_second_run_while_one_is_running_is_skipped(defs, instance):
     result = defs.resolve_job_def("sync_course_catalog").execute_in_process(instance=instance)
     assert result.success
     assert materialization(result, "course_catalog") is None  # nothing synced
-    latest = SyncHistory(engine()).list(target="COURSE_CATALOG", limit=1)[0]
+    latest = SyncHistory(engine()).recent(target="COURSE_CATALOG", limit=1)[0]
     assert latest.status == "SKIPPED" and latest.trigger == "MANUAL"
     assert f"#{holder.run_id}" in latest.skip_reason
 
@@ -69,7 +69,7 @@ def test_a_second_run_while_one_is_running_is_skipped(defs, instance):
 def test_enrollments_before_users_are_unmatched_and_flagged(defs, instance):
     assert defs.resolve_job_def("sync_course_catalog").execute_in_process(instance=instance).success
     result = defs.resolve_job_def("sync_enrollments").execute_in_process(instance=instance)
-    run = SyncHistory(engine()).list(target="ENROLLMENTS", limit=1)[0]
+    run = SyncHistory(engine()).recent(target="ENROLLMENTS", limit=1)[0]
     assert run.status == "SUCCESS" and run.rows_unmatched == 22 and run.rows_inserted == 0
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["no_unmatched_enrollments"] is False
@@ -80,7 +80,7 @@ def test_failed_sync_closes_the_row_with_a_readable_error_and_no_secret(defs, in
     caplog.set_level(logging.DEBUG)
     result = defs.resolve_job_def("sync_user_directory").execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
-    run = SyncHistory(engine()).list(target="USER_DIRECTORY", limit=1)[0]
+    run = SyncHistory(engine()).recent(target="USER_DIRECTORY", limit=1)[0]
     assert run.status == "FAILED" and run.finished_at is not None
     assert "503" in run.error and run.retries >= 1
     token = app_env.token

@@ -20,7 +20,7 @@ def test_cli_sync_all_then_resync_writes_nothing(app_env, dagster_home, capsys):
         assert s.scalar(select(func.count()).select_from(User)) == 14
         assert s.scalar(select(func.count()).select_from(UserCourseEnrollment)) == 22
     assert main(["sync", "--all"]) == 0
-    runs = SyncHistory(engine).list(limit=3)
+    runs = SyncHistory(engine).recent(limit=3)
     assert {r.status for r in runs} == {"SUCCESS"}
     assert all(r.trigger == "CLI" for r in runs)
     assert all(r.rows_inserted == 0 and r.rows_updated == 0 and r.rows_deactivated == 0 for r in runs)

@@ -3,16 +3,18 @@
 Every subcommand validates the environment first, so a bad setting fails with one line
 naming the variable. Exit codes: 0 ok, 1 the operation failed, 2 bad usage or config.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..core.targets import SyncTarget
 from ..core.validation import ConfigError
 from ..settings import Settings, load_settings
+from ..web.demo import EmulatorMissing
 
 
 def _targets_help() -> str:
@@ -33,14 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    db = sub.add_parser("db", help="manage the app database schema", description="Manage the app database schema (Alembic).")
+    db = sub.add_parser(
+        "db", help="manage the app database schema", description="Manage the app database schema (Alembic)."
+    )
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply pending migrations (idempotent)")
     down = db_sub.add_parser("downgrade", help="revert migrations to REVISION (e.g. base)")
     down.add_argument("revision")
     db_sub.add_parser("current", help="print the applied revision")
 
-    config = sub.add_parser("config", help="show or change per-target schedules", description="Per-target sync schedules.")
+    config = sub.add_parser(
+        "config", help="show or change per-target schedules", description="Per-target sync schedules."
+    )
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_sub.add_parser("show", help="print each target's schedule")
     cset = config_sub.add_parser("set", help="enable/disable a target or change its frequency")
@@ -56,7 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a sync now through Dagster (the run shows in the UI), whatever the schedule says.",
     )
     which = sync.add_mutually_exclusive_group()
-    which.add_argument("--target", dest="targets", action="append", type=_target_arg, metavar="T", help=f"one of {_targets_help()} (repeatable)")
+    which.add_argument(
+        "--target",
+        dest="targets",
+        action="append",
+        type=_target_arg,
+        metavar="T",
+        help=f"one of {_targets_help()} (repeatable)",
+    )
     which.add_argument("--all", action="store_true", help="every target (the default)")
     sync.add_argument("--force", action="store_true", help="run even if the target is already syncing")
 
@@ -76,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workspace",
         type=Path,
         default=None,
-        help="workspace file (default: the repo's workspace.yaml; deploy/workspace.grpc.yaml for a separate code server)",
+        help="workspace file (default: the project's workspace.yaml; deploy/workspace.grpc.yaml for a separate "
+        "code server)",
     )
 
     emulator = sub.add_parser(
@@ -101,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args, settings)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except EmulatorMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -167,7 +184,10 @@ def _print_configs(configs) -> None:
     print(header)
     for c in configs:
         every = f"{c.frequency_minutes} min"
-        print(f"{c.target.value:<16} {'yes' if c.enabled else 'no':<8} {every:>9}  {_fmt(c.last_run_at):<21} {_fmt(c.next_run_at):<21}")
+        print(
+            f"{c.target.value:<16} {'yes' if c.enabled else 'no':<8} {every:>9}  "
+            f"{_fmt(c.last_run_at):<21} {_fmt(c.next_run_at):<21}"
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 The run is recorded in the Dagster instance (so it shows in the UI next to scheduled ones)
 and executes in-process: no daemon is needed, and the exit code says how it went.
 """
+
 from __future__ import annotations
 
 import sys

@@ -3,13 +3,14 @@ statuses and triggers of the sync history.
 
 No other module spells these strings: import them from here.
 """
+
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
 
 
-class SyncTarget(str, enum.Enum):
+class SyncTarget(enum.StrEnum):
     COURSE_CATALOG = "COURSE_CATALOG"
     USER_DIRECTORY = "USER_DIRECTORY"
     ENROLLMENTS = "ENROLLMENTS"
@@ -27,14 +28,14 @@ class SyncTarget(str, enum.Enum):
         raise ValueError(f"unknown target {value!r}; expected one of: {choices}")
 
 
-class SyncStatus(str, enum.Enum):
+class SyncStatus(enum.StrEnum):
     RUNNING = "RUNNING"
     SUCCESS = "SUCCESS"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
 
 
-class SyncTrigger(str, enum.Enum):
+class SyncTrigger(enum.StrEnum):
     """Who asked for a sync; read from the `moodle/trigger` run tag (`from_tag`)."""
 
     SCHEDULE = "SCHEDULE"
@@ -50,7 +51,7 @@ class SyncTrigger(str, enum.Enum):
         return cls(text) if text in cls.__members__ else cls.MANUAL
 
 
-class LaunchOutcome(str, enum.Enum):
+class LaunchOutcome(enum.StrEnum):
     """What a front door (HTTP trigger, admin page, CLI) did with a requested target."""
 
     LAUNCHED = "LAUNCHED"
@@ -107,7 +108,7 @@ SCHEDULE_SLOT_TAG = "moodle/schedule_slot"
 # Dependency order: a run of several targets syncs the catalog and users before enrollments.
 TARGET_ORDER = (SyncTarget.COURSE_CATALOG, SyncTarget.USER_DIRECTORY, SyncTarget.ENROLLMENTS)
 
-ALL_JOB_NAMES: tuple[str, ...] = tuple(s.job_name for s in TARGET_SPECS.values()) + (SYNC_ALL_JOB_NAME,)
+ALL_JOB_NAMES: tuple[str, ...] = (*tuple(s.job_name for s in TARGET_SPECS.values()), SYNC_ALL_JOB_NAME)
 
 
 def spec(target: SyncTarget | str) -> TargetSpec:

@@ -32,7 +32,7 @@ from ..core.clock import utcnow
 from ..core.counts import RunCounts
 from ..core.redaction import clip, redact
 from ..core.targets import SyncStatus, SyncTarget, SyncTrigger
-from ..store.db import transaction
+from ..store.db import rowcount, transaction
 from ..store.models import IntegrationSyncRun
 
 DEFAULT_HEARTBEAT_TIMEOUT_S = 180
@@ -229,8 +229,9 @@ class SyncHistory:
                 reason += f", Dagster run {holder.dagster_run_id})" if holder.dagster_run_id else ")"
             else:
                 reason = f"{target.value} is already syncing"
-            skipped = self._add_skip(session, target, trigger, reason, now=now, dagster_run_id=dagster_run_id,
-                                     forced=force)
+            skipped = self._add_skip(
+                session, target, trigger, reason, now=now, dagster_run_id=dagster_run_id, forced=force
+            )
             return Claim(skipped, target, False, reason, ghosts)
 
     def take(self, run_id: int, dagster_run_id: str, *, now: datetime | None = None) -> Ownership | None:
@@ -248,7 +249,7 @@ class SyncHistory:
                 )
                 .values(worker_token=token, worker_started_at=now, heartbeat_at=now, dagster_run_id=dagster_run_id)
             )
-            return Ownership(run_id, token) if result.rowcount == 1 else None
+            return Ownership(run_id, token) if rowcount(result) == 1 else None
 
     def attach_dagster_run(self, run_ids: Iterable[int], dagster_run_id: str) -> None:
         """Record which Dagster run will sync the claimed rows (before it is submitted)."""
@@ -273,7 +274,7 @@ class SyncHistory:
                 )
                 .values(heartbeat_at=now or utcnow())
             )
-            return result.rowcount == 1
+            return rowcount(result) == 1
 
     # --- ending ---------------------------------------------------------------------------------
 
@@ -293,7 +294,7 @@ class SyncHistory:
         values: dict[str, object] = {
             "status": status.value,
             "finished_at": now or utcnow(),
-            "error": clip(redact(error)) if error else None,
+            "error": clip(redact(error) or "") if error else None,
         }
         if counts is not None:
             values.update(_count_values(counts))
@@ -307,7 +308,7 @@ class SyncHistory:
                 )
                 .values(**values)
             )
-            return result.rowcount == 1
+            return rowcount(result) == 1
 
     def fail_unstarted(self, run_ids: Iterable[int], reason: str, *, now: datetime | None = None) -> list[int]:
         """Close claimed rows that no worker took (the launch failed): FAILED with the reason."""
@@ -393,8 +394,7 @@ class SyncHistory:
     ) -> int:
         """Record that a sync of `target` was not started, and why."""
         with transaction(self.engine) as session:
-            return self._add_skip(session, target, trigger, reason, now=now or utcnow(),
-                                  dagster_run_id=dagster_run_id)
+            return self._add_skip(session, target, trigger, reason, now=now or utcnow(), dagster_run_id=dagster_run_id)
 
     def skip_slot(
         self,
@@ -453,7 +453,7 @@ class SyncHistory:
             run = session.get(IntegrationSyncRun, run_id)
             return _row(run) if run else None
 
-    def list(self, *, target: SyncTarget | str | None = None, limit: int = 20) -> list[RunRow]:
+    def recent(self, *, target: SyncTarget | str | None = None, limit: int = 20) -> list[RunRow]:
         """The newest `limit` rows (of `target`), newest first."""
         with transaction(self.engine) as session:
             query = select(IntegrationSyncRun).order_by(

@@ -128,12 +128,12 @@ def _check_price(value: Decimal, field_name: str, mid: int | None) -> Decimal:
             f"{field_name} too large: {value} (max {PRICE_MAX_INTEGER_DIGITS} integer digits)",
         )
     exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -PRICE_MAX_SCALE:
-        if value != value.quantize(Decimal(1).scaleb(-PRICE_MAX_SCALE)):
-            raise RowRejected(
-                mid,
-                f"{field_name} has more than {PRICE_MAX_SCALE} decimal places: {value}",
-            )
+    too_fine = isinstance(exponent, int) and exponent < -PRICE_MAX_SCALE
+    if too_fine and value != value.quantize(Decimal(1).scaleb(-PRICE_MAX_SCALE)):
+        raise RowRejected(
+            mid,
+            f"{field_name} has more than {PRICE_MAX_SCALE} decimal places: {value}",
+        )
     if value.is_zero() and value.is_signed():
         value = value.copy_abs()  # "-0" is a price of 0
     return value

@@ -33,7 +33,16 @@ from resources.moodle import MoodleResource
 
 from ..core.counts import RunCounts
 from ..core.redaction import error_text
-from ..core.targets import ASSET_GROUP, TAG_FORCE, TAG_TARGET, TAG_TRIGGER, TARGET_SPECS, SyncStatus, SyncTarget, SyncTrigger
+from ..core.targets import (
+    ASSET_GROUP,
+    TAG_FORCE,
+    TAG_TARGET,
+    TAG_TRIGGER,
+    TARGET_SPECS,
+    SyncStatus,
+    SyncTarget,
+    SyncTrigger,
+)
 from ..history import Ownership, SyncHistory
 from ..sync.engine import SYNC_FUNCTIONS, SyncOutcome
 from ..sync.fetch import MoodleFetcher
@@ -86,14 +95,14 @@ def _metric_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, An
         "retries": after.get("retries", 0) - before.get("retries", 0),
         "responses_429": after.get("responses_429", 0) - before.get("responses_429", 0),
         "backoff_seconds": round(after.get("backoff_seconds", 0.0) - before.get("backoff_seconds", 0.0), 3),
-        "throttle_wait_seconds": round(after.get("throttle_wait_seconds", 0.0) - before.get("throttle_wait_seconds", 0.0), 3),
+        "throttle_wait_seconds": round(
+            after.get("throttle_wait_seconds", 0.0) - before.get("throttle_wait_seconds", 0.0), 3
+        ),
         "requests_by_function": by_function,
     }
 
 
-def _take_or_claim(
-    context: AssetExecutionContext, target: SyncTarget, history: SyncHistory
-) -> Ownership | None:
+def _take_or_claim(context: AssetExecutionContext, target: SyncTarget, history: SyncHistory) -> Ownership | None:
     """The row this run syncs `target` under: the one a front door claimed for it (taken over),
     else a fresh claim (schedule sensor, launchpad, GraphQL). None: not synced (SKIPPED row)."""
     tags = dict(context.run.tags)
@@ -191,7 +200,9 @@ def run_target(
         "details": MetadataValue.json(outcome.details),
     }
     if outcome.rejected:
-        metadata["rejected_sample"] = MetadataValue.json([{"moodle_id": i, "reason": r} for i, r in outcome.rejected[:20]])
+        metadata["rejected_sample"] = MetadataValue.json(
+            [{"moodle_id": i, "reason": r} for i, r in outcome.rejected[:20]]
+        )
     asset_key = AssetKey(TARGET_SPECS[target].asset_name)
     yield MaterializeResult(asset_key=asset_key, metadata=metadata)
     yield AssetCheckResult(
@@ -200,7 +211,9 @@ def run_target(
         passed=counts.rejected == 0,
         severity=AssetCheckSeverity.WARN,
         metadata={"rows_rejected": counts.rejected},
-        description=None if counts.rejected == 0 else f"{counts.rejected} Moodle rows were rejected; see rejected_sample",
+        description=None
+        if counts.rejected == 0
+        else f"{counts.rejected} Moodle rows were rejected; see rejected_sample",
     )
     if target is SyncTarget.ENROLLMENTS:
         yield AssetCheckResult(
@@ -209,7 +222,9 @@ def run_target(
             passed=counts.unmatched == 0,
             severity=AssetCheckSeverity.WARN,
             metadata={"rows_unmatched": counts.unmatched},
-            description=None if counts.unmatched == 0 else f"{counts.unmatched} enrollments name users not in the user directory yet",
+            description=None
+            if counts.unmatched == 0
+            else f"{counts.unmatched} enrollments name users not in the user directory yet",
         )
 
 
@@ -217,7 +232,11 @@ def _checks(target: SyncTarget) -> list[AssetCheckSpec]:
     asset_name = TARGET_SPECS[target].asset_name
     specs = [AssetCheckSpec(CHECK_NO_REJECTED, asset=asset_name, description="every Moodle row mapped")]
     if target is SyncTarget.ENROLLMENTS:
-        specs.append(AssetCheckSpec(CHECK_NO_UNMATCHED, asset=asset_name, description="every enrolled user is in the user directory"))
+        specs.append(
+            AssetCheckSpec(
+                CHECK_NO_UNMATCHED, asset=asset_name, description="every enrolled user is in the user directory"
+            )
+        )
     return specs
 
 

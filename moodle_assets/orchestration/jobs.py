@@ -2,7 +2,10 @@
 
 (Dagster refuses two job definitions of the same name, even equal ones.)
 """
+
 from __future__ import annotations
+
+from typing import Any
 
 from dagster import AssetSelection, define_asset_job, in_process_executor
 
@@ -10,10 +13,10 @@ from ..core.targets import SYNC_ALL_JOB_NAME, TAG_TARGET, TARGET_SPECS, SyncTarg
 
 # Steps run inside the run worker: a sync is I/O-bound and a step subprocess per target
 # only adds seconds of Python start-up. The console shows INFO and up, not every event.
-JOB_DEFAULTS = dict(
-    executor_def=in_process_executor,
-    config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-)
+JOB_DEFAULTS: dict[str, Any] = {
+    "executor_def": in_process_executor,
+    "config": {"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+}
 
 TARGET_JOBS = {
     spec.target: define_asset_job(

@@ -41,7 +41,9 @@ _SYNC = SyncOptions()
 
 def _var(default: Any, env: str, doc: str, *, secret: bool = False, group: str, **constraints: Any) -> Any:
     """Declare one setting: the environment variable it comes from, its default and its doc line."""
-    return Field(default, alias=env, description=doc, json_schema_extra={"secret": secret, "group": group}, **constraints)
+    return Field(
+        default, alias=env, description=doc, json_schema_extra={"secret": secret, "group": group}, **constraints
+    )
 
 
 def default_data_dir() -> Path:
@@ -58,62 +60,113 @@ class Settings(BaseModel):
 
     # --- Moodle -----------------------------------------------------------------------------
     moodle_url: str | None = _var(
-        None, "MOODLE_URL", "site base URL, e.g. `https://lms.example.edu`; unset: `serve` runs the bundled demo",
+        None,
+        "MOODLE_URL",
+        "site base URL, e.g. `https://lms.example.edu`; unset: `serve` runs the bundled demo",
         group="Moodle",
     )
     moodle_token: str | None = _var(
-        None, "MOODLE_TOKEN", "web-service token; never in run config, logs, URLs, run rows or exceptions",
-        secret=True, group="Moodle",
+        None,
+        "MOODLE_TOKEN",
+        "web-service token; never in run config, logs, URLs, run rows or exceptions",
+        secret=True,
+        group="Moodle",
     )
-    price_field: str = _var(_SYNC.price_field, "MOODLE_PRICE_FIELD", "course custom field holding the price", group="Moodle")
+    price_field: str = _var(
+        _SYNC.price_field, "MOODLE_PRICE_FIELD", "course custom field holding the price", group="Moodle"
+    )
     currency_field: str = _var(
         _SYNC.currency_field, "MOODLE_CURRENCY_FIELD", "course custom field holding the currency", group="Moodle"
     )
     default_currency: str | None = _var(
-        None, "MOODLE_DEFAULT_CURRENCY", "ISO 4217 currency for priced courses without a currency field",
+        None,
+        "MOODLE_DEFAULT_CURRENCY",
+        "ISO 4217 currency for priced courses without a currency field",
         group="Moodle",
     )
 
     # --- the Moodle client ------------------------------------------------------------------
-    max_retries: int = _var(_client.DEFAULT_MAX_RETRIES, "MOODLE_RATE_LIMIT_MAX_RETRIES", "retries after the first attempt", ge=0, le=20,
-                            group="Client")
-    base_delay_ms: int = _var(
-        _client.DEFAULT_BASE_DELAY_MS, "MOODLE_RATE_LIMIT_BASE_DELAY_MS", "first backoff step (exponential, full jitter)", ge=0, group="Client"
-    )
-    max_delay_ms: int = _var(_client.DEFAULT_MAX_DELAY_MS, "MOODLE_RATE_LIMIT_MAX_DELAY_MS", "cap on one computed backoff", ge=0,
-                             group="Client")
-    requests_per_second: float = _var(
-        _client.DEFAULT_RPS, "MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND",
-        "proactive throttle shared by every run and process on the host (`0` = off)", ge=0, group="Client",
-    )
-    throttle_burst: float = _var(
-        _client.DEFAULT_THROTTLE_BURST, "MOODLE_RATE_LIMIT_BURST",
-        "requests the throttle may run ahead of even spacing to make up a late start (GCRA burst; `0` = strict "
-        "spacing, for a proxy with a bucket of 1)",
-        ge=0, group="Client",
-    )
-    retry_after_cap_ms: int = _var(
-        _client.DEFAULT_RETRY_AFTER_CAP_MS, "MOODLE_RATE_LIMIT_RETRY_AFTER_CAP_MS",
-        "a `Retry-After` longer than this fails fast, quoting what the server asked", ge=0, group="Client",
-    )
-    ratelimit_errorcode_pattern: str = _var(
-        _errors.DEFAULT_RATELIMIT_ERRORCODE_PATTERN, "MOODLE_RATE_LIMIT_ERRORCODE_PATTERN",
-        "regular expression: a Moodle `errorcode` that means \"rate limited\" (retried)", group="Client",
-    )
-    ratelimit_message_pattern: str = _var(
-        _errors.DEFAULT_RATELIMIT_MESSAGE_PATTERN, "MOODLE_RATE_LIMIT_MESSAGE_PATTERN",
-        "regular expression: an error message that means \"rate limited\" (retried)", group="Client",
-    )
-    connect_timeout_s: float = _var(_client.DEFAULT_CONNECT_TIMEOUT_S, "MOODLE_HTTP_CONNECT_TIMEOUT_S", "seconds to open a connection to Moodle",
-                                    gt=0, group="Client")
-    read_timeout_s: float = _var(
-        _client.DEFAULT_READ_TIMEOUT_S, "MOODLE_HTTP_READ_TIMEOUT_S", "seconds to wait for one answer (a 20k-user request takes ~70 s)", gt=0,
+    max_retries: int = _var(
+        _client.DEFAULT_MAX_RETRIES,
+        "MOODLE_RATE_LIMIT_MAX_RETRIES",
+        "retries after the first attempt",
+        ge=0,
+        le=20,
         group="Client",
     )
-    pool_size: int = _var(_client.DEFAULT_POOL_SIZE, "MOODLE_HTTP_POOL_SIZE", "HTTP connections kept open per sync", ge=1, le=64,
-                          group="Client")
+    base_delay_ms: int = _var(
+        _client.DEFAULT_BASE_DELAY_MS,
+        "MOODLE_RATE_LIMIT_BASE_DELAY_MS",
+        "first backoff step (exponential, full jitter)",
+        ge=0,
+        group="Client",
+    )
+    max_delay_ms: int = _var(
+        _client.DEFAULT_MAX_DELAY_MS,
+        "MOODLE_RATE_LIMIT_MAX_DELAY_MS",
+        "cap on one computed backoff",
+        ge=0,
+        group="Client",
+    )
+    requests_per_second: float = _var(
+        _client.DEFAULT_RPS,
+        "MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND",
+        "proactive throttle shared by every run and process on the host (`0` = off)",
+        ge=0,
+        group="Client",
+    )
+    throttle_burst: float = _var(
+        _client.DEFAULT_THROTTLE_BURST,
+        "MOODLE_RATE_LIMIT_BURST",
+        "requests the throttle may run ahead of even spacing to make up a late start (GCRA burst; `0` = strict "
+        "spacing, for a proxy with a bucket of 1)",
+        ge=0,
+        group="Client",
+    )
+    retry_after_cap_ms: int = _var(
+        _client.DEFAULT_RETRY_AFTER_CAP_MS,
+        "MOODLE_RATE_LIMIT_RETRY_AFTER_CAP_MS",
+        "a `Retry-After` longer than this fails fast, quoting what the server asked",
+        ge=0,
+        group="Client",
+    )
+    ratelimit_errorcode_pattern: str = _var(
+        _errors.DEFAULT_RATELIMIT_ERRORCODE_PATTERN,
+        "MOODLE_RATE_LIMIT_ERRORCODE_PATTERN",
+        'regular expression: a Moodle `errorcode` that means "rate limited" (retried)',
+        group="Client",
+    )
+    ratelimit_message_pattern: str = _var(
+        _errors.DEFAULT_RATELIMIT_MESSAGE_PATTERN,
+        "MOODLE_RATE_LIMIT_MESSAGE_PATTERN",
+        'regular expression: an error message that means "rate limited" (retried)',
+        group="Client",
+    )
+    connect_timeout_s: float = _var(
+        _client.DEFAULT_CONNECT_TIMEOUT_S,
+        "MOODLE_HTTP_CONNECT_TIMEOUT_S",
+        "seconds to open a connection to Moodle",
+        gt=0,
+        group="Client",
+    )
+    read_timeout_s: float = _var(
+        _client.DEFAULT_READ_TIMEOUT_S,
+        "MOODLE_HTTP_READ_TIMEOUT_S",
+        "seconds to wait for one answer (a 20k-user request takes ~70 s)",
+        gt=0,
+        group="Client",
+    )
+    pool_size: int = _var(
+        _client.DEFAULT_POOL_SIZE,
+        "MOODLE_HTTP_POOL_SIZE",
+        "HTTP connections kept open per sync",
+        ge=1,
+        le=64,
+        group="Client",
+    )
     throttle_dir: Path | None = _var(
-        None, "MOODLE_THROTTLE_DIR",
+        None,
+        "MOODLE_THROTTLE_DIR",
         "directory of the host-wide throttle's state file (every process syncing from this host must share it); "
         "default: `moodle-integration-throttle` in the system temp dir",
         group="Client",
@@ -121,72 +174,117 @@ class Settings(BaseModel):
 
     # --- the sync ---------------------------------------------------------------------------
     concurrency: int = _var(
-        _SYNC.concurrency, "MOODLE_SYNC_CONCURRENCY", "requests in flight at once (within the shared rate budget)", ge=1, le=32,
+        _SYNC.concurrency,
+        "MOODLE_SYNC_CONCURRENCY",
+        "requests in flight at once (within the shared rate budget)",
+        ge=1,
+        le=32,
         group="Sync",
     )
-    enrolment_page_size: int = _var(_SYNC.enrolment_page_size, "MOODLE_SYNC_ENROLMENT_PAGE_SIZE", "rows per page of enrolled users",
-                                    ge=1, le=100_000, group="Sync")
+    enrolment_page_size: int = _var(
+        _SYNC.enrolment_page_size,
+        "MOODLE_SYNC_ENROLMENT_PAGE_SIZE",
+        "rows per page of enrolled users",
+        ge=1,
+        le=100_000,
+        group="Sync",
+    )
     user_id_page_size: int = _var(
-        _SYNC.user_id_page_size, "MOODLE_SYNC_USER_ID_PAGE_SIZE", "user ids per page when listing every user (site-course participants)",
-        ge=1, le=100_000, group="Sync",
+        _SYNC.user_id_page_size,
+        "MOODLE_SYNC_USER_ID_PAGE_SIZE",
+        "user ids per page when listing every user (site-course participants)",
+        ge=1,
+        le=100_000,
+        group="Sync",
     )
     user_batch_size: int = _var(
-        _SYNC.user_batch_size, "MOODLE_SYNC_USER_BATCH_SIZE", "users per `core_user_get_users_by_field` request (~2 s of Moodle time)",
-        ge=1, le=2000, group="Sync",
+        _SYNC.user_batch_size,
+        "MOODLE_SYNC_USER_BATCH_SIZE",
+        "users per `core_user_get_users_by_field` request (~2 s of Moodle time)",
+        ge=1,
+        le=2000,
+        group="Sync",
     )
     max_deactivate_fraction: float = _var(
-        _SYNC.max_deactivate_fraction, "MOODLE_SYNC_MAX_DEACTIVATE_FRACTION",
+        _SYNC.max_deactivate_fraction,
+        "MOODLE_SYNC_MAX_DEACTIVATE_FRACTION",
         "mass-deactivation guard: refuse a sync that would mark more than this share of a table inactive",
-        ge=0, le=1, group="Sync",
+        ge=0,
+        le=1,
+        group="Sync",
     )
     deactivate_min_rows: int = _var(
-        _SYNC.deactivation_guard_min_rows, "MOODLE_SYNC_DEACTIVATE_MIN_ROWS", "deactivations up to this many always pass the guard", ge=0,
+        _SYNC.deactivation_guard_min_rows,
+        "MOODLE_SYNC_DEACTIVATE_MIN_ROWS",
+        "deactivations up to this many always pass the guard",
+        ge=0,
         group="Sync",
     )
     heartbeat_timeout_seconds: int = _var(
-        DEFAULT_HEARTBEAT_TIMEOUT_S, "MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS",
-        "a RUNNING sync without a heartbeat this long is closed as \"worker lost\"", ge=5, le=86_400, group="Sync",
+        DEFAULT_HEARTBEAT_TIMEOUT_S,
+        "MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS",
+        'a RUNNING sync without a heartbeat this long is closed as "worker lost"',
+        ge=5,
+        le=86_400,
+        group="Sync",
     )
     sensor_interval_seconds: int = _var(
-        DEFAULT_TICK_SECONDS, "MOODLE_SCHEDULE_SENSOR_INTERVAL_SECONDS", "how often the schedule sensors read the config table",
-        ge=1, le=3600, group="Sync",
+        DEFAULT_TICK_SECONDS,
+        "MOODLE_SCHEDULE_SENSOR_INTERVAL_SECONDS",
+        "how often the schedule sensors read the config table",
+        ge=1,
+        le=3600,
+        group="Sync",
     )
 
     # --- storage and the web process ---------------------------------------------------------
     data_dir: Path = _var(
-        None, "MOODLE_INTEGRATION_DATA_DIR",
+        None,
+        "MOODLE_INTEGRATION_DATA_DIR",
         "SQLite file, `dagster_home/` and the web signing key; default `data/` of the checkout, else of the "
         "working directory",
         group="Storage",
     )
     database_url: str = _var(
-        None, "DATABASE_URL",
+        None,
+        "DATABASE_URL",
         "app database (SQLAlchemy URL): default the SQLite file `moodle_integration.sqlite3` in the data dir; "
         "`postgresql://` is served by psycopg2; relative SQLite paths are taken from the working directory",
-        secret=False, group="Storage",
+        secret=False,
+        group="Storage",
     )
     dagster_home: Path = _var(
-        None, "DAGSTER_HOME",
+        None,
+        "DAGSTER_HOME",
         "the Dagster instance (run history, schedules); default `dagster_home/` in the data dir, with the "
         "project's instance config; give your own for e.g. PostgreSQL storage",
         group="Storage",
     )
     sync_secret: str | None = _var(
-        None, "MOODLE_SYNC_CRON_SECRET", "secret of `POST /api/integration/moodle/sync`; unset: it answers 503",
-        secret=True, group="Web",
+        None,
+        "MOODLE_SYNC_CRON_SECRET",
+        "secret of `POST /api/integration/moodle/sync`; unset: it answers 503",
+        secret=True,
+        group="Web",
     )
     web_token: str | None = _var(
-        None, "MOODLE_INTEGRATION_WEB_TOKEN",
+        None,
+        "MOODLE_INTEGRATION_WEB_TOKEN",
         "puts the whole web process behind a bearer token / sign-in; unset: open (bound to 127.0.0.1)",
-        secret=True, group="Web",
+        secret=True,
+        group="Web",
     )
     web_signing_key: str | None = _var(
-        None, "MOODLE_INTEGRATION_WEB_SIGNING_KEY",
+        None,
+        "MOODLE_INTEGRATION_WEB_SIGNING_KEY",
         "HMAC key for CSRF tokens and messages (share it across replicas); default: random, kept in the data dir",
-        secret=True, group="Web",
+        secret=True,
+        group="Web",
     )
     log_level: str = _var(
-        "INFO", "MOODLE_INTEGRATION_LOG_LEVEL", "level of the web process's and CLI's log lines on stderr",
+        "INFO",
+        "MOODLE_INTEGRATION_LOG_LEVEL",
+        "level of the web process's and CLI's log lines on stderr",
         group="Web",
     )
 
@@ -392,6 +490,7 @@ def declared_variables() -> list[tuple[str, Any, str, bool, str]]:
     for field in Settings.model_fields.values():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         default = None if field.default is PydanticUndefined else field.default
-        rows.append((str(field.alias), default, field.description or "", bool(extra.get("secret")),
-                     str(extra.get("group", ""))))
+        rows.append(
+            (str(field.alias), default, field.description or "", bool(extra.get("secret")), str(extra.get("group", "")))
+        )
     return rows

@@ -4,6 +4,7 @@ Table and column names are a public contract (see the design's "Contract: the ap
 database"); extra columns are allowed. Moodle ids are integers; timestamps are UTC-aware.
 No sync ever deletes a row: what disappears from Moodle gets `is_active = false`.
 """
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -13,6 +13,7 @@ See moodle-api.md §5 and the README's "How a sync talks to Moodle":
   `onlyactive=1` (active) and `onlysuspended=1` (enrolled, not active) — 3x cheaper for Moodle
   than all fields, and it is the only way Moodle tells active from not.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -25,7 +26,9 @@ ENROLMENT_USERFIELDS = "id,lastcourseaccess,roles"
 
 
 class MoodleFetcher:
-    def __init__(self, client: Any, *, enrolment_page_size: int = 1000, user_id_page_size: int = 5000, user_batch_size: int = 500):
+    def __init__(
+        self, client: Any, *, enrolment_page_size: int = 1000, user_id_page_size: int = 5000, user_batch_size: int = 500
+    ):
         self.client = client
         self.enrolment_page_size = enrolment_page_size
         self.user_id_page_size = user_id_page_size
@@ -94,4 +97,4 @@ def _expect_list(rows: Any, wsfunction: str) -> list[Any]:
     return rows
 
 
-__all__ = ["MoodleFetcher", "MoodleError", "SITE_COURSE_ID"]
+__all__ = ["SITE_COURSE_ID", "MoodleError", "MoodleFetcher"]

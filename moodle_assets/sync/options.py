@@ -1,4 +1,5 @@
 """Tunables of the sync engine, with their defaults (set from the environment by `moodle_assets.settings`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -16,6 +16,7 @@ the handshake completes (HTTP 403). The HTTP trigger keeps its own secret
 (`MOODLE_SYNC_CRON_SECRET`) and is not behind the token, so cron needs only one secret.
 Unset (the default), the process is open, which is why `serve` binds to 127.0.0.1 by default.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -112,7 +113,12 @@ class AccessControlMiddleware:
             response: Response = RedirectResponse(f"{LOGIN_PATH}?next={quote(target, safe='')}", status_code=303)
         else:
             response = Response(
-                json.dumps({"error": f"authentication required: send 'Authorization: Bearer <token>' ({WEB_TOKEN_ENV}) or sign in at {LOGIN_PATH}"}),
+                json.dumps(
+                    {
+                        "error": f"authentication required: send 'Authorization: Bearer <token>' "
+                        f"({WEB_TOKEN_ENV}) or sign in at {LOGIN_PATH}"
+                    }
+                ),
                 status_code=401,
                 media_type="application/json",
                 headers={"WWW-Authenticate": 'Bearer realm="moodle-integration"', "Cache-Control": "no-store"},
@@ -120,17 +126,25 @@ class AccessControlMiddleware:
         await response(scope, receive, send)
 
 
-def _login_page(key: bytes, request: Request, *, next_path: str, error: str | None = None, status_code: int = 200) -> Response:
-    nonce = request.cookies.get(CSRF_COOKIE)
-    fresh = not nonce or not (16 <= len(nonce) <= 64)
-    if fresh:
-        nonce = new_csrf_nonce()
+def _login_page(
+    key: bytes, request: Request, *, next_path: str, error: str | None = None, status_code: int = 200
+) -> Response:
+    cookie = request.cookies.get(CSRF_COOKIE)
+    fresh = not cookie or not (16 <= len(cookie) <= 64)
+    nonce = new_csrf_nonce() if fresh or cookie is None else cookie
     response = render(
-        "login.html", status_code=status_code, error=error, next=next_path,
-        csrf_field=CSRF_FIELD, csrf_token=csrf_token_for(key, nonce), admin_path=None,
+        "login.html",
+        status_code=status_code,
+        error=error,
+        next=next_path,
+        csrf_field=CSRF_FIELD,
+        csrf_token=csrf_token_for(key, nonce),
+        admin_path=None,
     )
     if fresh:
-        response.set_cookie(CSRF_COOKIE, nonce, path="/", httponly=True, samesite="strict", secure=is_https(request), max_age=30 * 86400)
+        response.set_cookie(
+            CSRF_COOKIE, nonce, path="/", httponly=True, samesite="strict", secure=is_https(request), max_age=30 * 86400
+        )
     return response
 
 
@@ -157,7 +171,10 @@ def make_access_endpoints(webserver):
         next_path = safe_next(form.get("next"))
         if not csrf_valid(key, request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD)):
             return _login_page(
-                key, request, next_path=next_path, status_code=403,
+                key,
+                request,
+                next_path=next_path,
+                status_code=403,
                 error="The sign-in form expired. Please enter the token again.",
             )
         if not secrets_equal(form.get("token", "").strip(), token):
@@ -165,22 +182,28 @@ def make_access_endpoints(webserver):
             log.warning("web login: wrong token from %s", request.client.host if request.client else "?")
             return _login_page(key, request, next_path=next_path, status_code=401, error="That token is not right.")
         log.info("web login: signed in from %s", request.client.host if request.client else "?")
-        response = RedirectResponse(next_path, status_code=303)
-        response.set_cookie(
-            SESSION_COOKIE, session_cookie_value(token), path="/", httponly=True, samesite="lax",
-            secure=is_https(request), max_age=SESSION_MAX_AGE_S,
+        redirect = RedirectResponse(next_path, status_code=303)
+        redirect.set_cookie(
+            SESSION_COOKIE,
+            session_cookie_value(token),
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=is_https(request),
+            max_age=SESSION_MAX_AGE_S,
         )
-        return response
+        return redirect
 
     async def logout(request: Request) -> Response:
         if request.method != "POST":
-            response = error_page(405, "Method not allowed", "Sign out with the button on the admin page (POST).",
-                                  back=None)
+            response = error_page(
+                405, "Method not allowed", "Sign out with the button on the admin page (POST).", back=None
+            )
             response.headers["Allow"] = "POST"
             return response
-        response = RedirectResponse(LOGIN_PATH if token else "/dashboard/admin/integration", status_code=303)
-        response.delete_cookie(SESSION_COOKIE, path="/")
-        return response
+        redirect = RedirectResponse(LOGIN_PATH if token else "/dashboard/admin/integration", status_code=303)
+        redirect.delete_cookie(SESSION_COOKIE, path="/")
+        return redirect
 
     return login, logout
 

@@ -12,10 +12,11 @@ Routes (each answers 405 for other methods):
 - `POST /dashboard/admin/integration/{TARGET}/settings`  fields: `enabled` (checkbox "on"), `frequency_minutes`
 - `POST /dashboard/admin/integration/{TARGET}/run`
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -72,7 +73,7 @@ TITLES = {
 def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def absolute(value: datetime | None) -> str:
@@ -107,7 +108,7 @@ def duration(seconds: float | None) -> str:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 90:
         return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 90:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
@@ -177,7 +178,7 @@ def build_panels(history: SyncHistory, instance, errors: dict | None = None, val
     panels = []
     for config in list_configs(history.engine):
         target = config.target
-        rows = history.list(target=target, limit=RECENT_RUNS)
+        rows = history.recent(target=target, limit=RECENT_RUNS)
         runs = []
         running = False
         for row in rows:
@@ -200,26 +201,26 @@ def build_panels(history: SyncHistory, instance, errors: dict | None = None, val
             next_text, next_title = relative(next_at, now), absolute(next_at)
         spec = TARGET_SPECS[target]
         panels.append(
-            dict(
-                target=target.value,
-                slug=target.value.lower(),
-                title=TITLES.get(target, target.value),
-                description=spec.description,
-                asset_name=spec.asset_name,
-                job_name=spec.job_name,
-                enabled=values.get(target.value, {}).get("enabled", config.enabled),
-                frequency=values.get(target.value, {}).get("frequency", config.frequency_minutes),
-                every=every(config.frequency_minutes),
-                saved_enabled=config.enabled,
-                last_run=relative(config.last_run_at, now),
-                last_run_title=absolute(config.last_run_at),
-                last_status=finished.status if finished else None,
-                next_run=next_text,
-                next_run_title=next_title,
-                running=running,
-                runs=runs,
-                error=errors.get(target.value),
-            )
+            {
+                "target": target.value,
+                "slug": target.value.lower(),
+                "title": TITLES.get(target, target.value),
+                "description": spec.description,
+                "asset_name": spec.asset_name,
+                "job_name": spec.job_name,
+                "enabled": values.get(target.value, {}).get("enabled", config.enabled),
+                "frequency": values.get(target.value, {}).get("frequency", config.frequency_minutes),
+                "every": every(config.frequency_minutes),
+                "saved_enabled": config.enabled,
+                "last_run": relative(config.last_run_at, now),
+                "last_run_title": absolute(config.last_run_at),
+                "last_status": finished.status if finished else None,
+                "next_run": next_text,
+                "next_run_title": next_title,
+                "running": running,
+                "runs": runs,
+                "error": errors.get(target.value),
+            }
         )
     return panels
 
@@ -271,8 +272,13 @@ def check_csrf(key: bytes, request: Request, form: dict[str, str]) -> bool:
 def flash_redirect(key: bytes, request: Request, kind: str, text: str) -> RedirectResponse:
     response = RedirectResponse(ADMIN_PATH + "#" + _anchor_from(request), status_code=303)
     response.set_cookie(
-        FLASH_COOKIE, sign(key, "flash", {"kind": kind, "text": text}, 120),
-        path=ADMIN_PATH, httponly=True, samesite="lax", secure=is_https(request), max_age=120,
+        FLASH_COOKIE,
+        sign(key, "flash", {"kind": kind, "text": text}, 120),
+        path=ADMIN_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=is_https(request),
+        max_age=120,
     )
     return response
 
@@ -284,7 +290,11 @@ def _anchor_from(request: Request) -> str:
 
 def read_flash(key: bytes, request: Request) -> dict | None:
     payload = unsign(key, "flash", request.cookies.get(FLASH_COOKIE))
-    if isinstance(payload, dict) and payload.get("kind") in ("success", "warning", "error") and isinstance(payload.get("text"), str):
+    if (
+        isinstance(payload, dict)
+        and payload.get("kind") in ("success", "warning", "error")
+        and isinstance(payload.get("text"), str)
+    ):
         return payload
     return None
 
@@ -355,7 +365,9 @@ async def _checked_post(key: bytes, request: Request) -> tuple[SyncTarget, dict]
     if not check_csrf(key, request, form):
         return _forbidden()
     if target is None:
-        return error_page(404, "Unknown target", f"There is no sync target called {request.path_params.get('target')!r}.")
+        return error_page(
+            404, "Unknown target", f"There is no sync target called {request.path_params.get('target')!r}."
+        )
     return target, form
 
 
@@ -382,7 +394,10 @@ def make_admin_endpoints(webserver):
             if not raw_frequency.strip():
                 message = "frequency is required: a whole number of minutes"
             return await run_in_threadpool(
-                _page, webserver, request, status_code=400,
+                _page,
+                webserver,
+                request,
+                status_code=400,
                 errors={target.value: message},
                 values={target.value: {"enabled": enabled, "frequency": raw_frequency}},
             )

@@ -11,7 +11,7 @@ these names (a Dagster upgrade that moves them fails there first).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,7 +35,7 @@ RouteFactory = Callable[["AppWebserver"], list[BaseRoute]]
 class AppWebserver(DagsterWebserver):
     """Dagster's webserver plus the integration's own endpoints, bound to one `Settings`."""
 
-    def __init__(self, process_context: WorkspaceProcessContext, settings: Settings, routes: list[RouteFactory]):
+    def __init__(self, process_context: WorkspaceProcessContext, settings: Settings, routes: Sequence[RouteFactory]):
         self.settings = settings
         self.engine: Engine = engine_for(settings.database_url)
         self.history = SyncHistory(self.engine, heartbeat_timeout=settings.heartbeat_timeout_seconds)
@@ -53,7 +53,7 @@ class AppWebserver(DagsterWebserver):
         """Access control (MOODLE_INTEGRATION_WEB_TOKEN, see access.py) in front of everything."""
         from .access import AccessControlMiddleware
 
-        return [Middleware(AccessControlMiddleware, token=self.settings.web_token)] + list(super().build_middleware())
+        return [Middleware(AccessControlMiddleware, token=self.settings.web_token), *list(super().build_middleware())]
 
 
 @contextmanager
@@ -91,7 +91,10 @@ def database_unavailable_handlers() -> dict:
         headers = {"Retry-After": str(DATABASE_DOWN_RETRY_AFTER_S), "Cache-Control": "no-store"}
         if request.url.path.startswith("/api/"):
             return JSONResponse(
-                {"error": "the app database is unreachable right now; nothing was started or changed. Try again later."},
+                {
+                    "error": "the app database is unreachable right now; nothing was started or changed. "
+                    "Try again later."
+                },
                 status_code=503,
                 headers=headers,
             )

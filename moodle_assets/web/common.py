@@ -1,4 +1,5 @@
 """Helpers shared by the web routes: bodies, templates, security headers, any-method routes."""
+
 from __future__ import annotations
 
 import logging
@@ -7,7 +8,6 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
-
 
 log = logging.getLogger("moodle_assets.web")
 
@@ -73,7 +73,9 @@ def render(name: str, status_code: int = 200, headers: dict[str, str] | None = N
     return HTMLResponse(html, status_code=status_code, headers={**SECURITY_HEADERS, **(headers or {})})
 
 
-def error_page(status_code: int, title: str, message: str, *, back: str | None = "/dashboard/admin/integration") -> HTMLResponse:
+def error_page(
+    status_code: int, title: str, message: str, *, back: str | None = "/dashboard/admin/integration"
+) -> HTMLResponse:
     return render("error.html", status_code=status_code, title=title, message=message, back=back, status=status_code)
 
 

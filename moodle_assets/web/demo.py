@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
@@ -78,6 +79,6 @@ def run_emulator_command(args: Sequence[str]) -> int:
     try:
         from moodle_emulator.cli import main
     except ModuleNotFoundError:
-        print(f"error: {NOT_INSTALLED}", flush=True)
+        print(f"error: {NOT_INSTALLED}", file=sys.stderr, flush=True)
         return 2
     return int(main(list(args)) or 0)

@@ -10,6 +10,7 @@
 - **Signed values** (flash messages, the login session): `payload.expiry.signature`, HMAC-SHA256,
   compared in constant time.
 """
+
 from __future__ import annotations
 
 import base64

@@ -5,6 +5,7 @@ admin page on one port, the daemon (sensor, run queue, run monitoring) beside it
 no MOODLE_URL is set, the bundled Moodle emulator with demo data. Ctrl-C (or SIGTERM)
 stops all of it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -75,7 +76,9 @@ def serve(
                 names = ", ".join(t.value for t in enabled)
                 print(f"demo: enabled {names} so the first syncs run within a minute")
         elif not settings.moodle_token:
-            print("warning: MOODLE_URL is set but MOODLE_TOKEN is not; syncs will fail until it is set", file=sys.stderr)
+            print(
+                "warning: MOODLE_URL is set but MOODLE_TOKEN is not; syncs will fail until it is set", file=sys.stderr
+            )
         export_for_children(settings)
         prepare_dagster_home(settings.dagster_home, default_home=settings.data_dir / "dagster_home")
         workspace_file = (workspace or WORKSPACE_FILE).resolve()
@@ -123,7 +126,7 @@ class BackgroundServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         self.thread.start()
         while not self.server.started:
             if not self.thread.is_alive():

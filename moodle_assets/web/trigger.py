@@ -27,6 +27,7 @@ enrollments run after catalog and users). Concurrent calls never start two runs 
 target: the history's unique RUNNING row decides, and losers get SKIPPED rows with the
 reason. trigger=API. The secret is never logged or echoed.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,9 @@ class BadRequest(ValueError):
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
+    return JSONResponse(
+        {"error": message}, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})}
+    )
 
 
 def presented_secret(request: Request) -> str | None:
@@ -82,7 +85,10 @@ def parse_body(raw: bytes) -> tuple[list[SyncTarget] | None, bool]:
     except RecursionError:  # ~1,000 nested brackets fit in 16 KiB; json.loads recurses per level
         raise BadRequest("body is not valid JSON for this endpoint: nested too deeply") from None
     if not isinstance(body, dict):
-        raise BadRequest(f'body must be a JSON object like {{"targets": ["COURSE_CATALOG"], "force": false}}, got {type(body).__name__ if body is not None else "null"}')
+        raise BadRequest(
+            'body must be a JSON object like {"targets": ["COURSE_CATALOG"], "force": false}, '
+            f"got {type(body).__name__ if body is not None else 'null'}"
+        )
     unknown = sorted(set(body) - set(ALLOWED_KEYS))
     if unknown:
         raise BadRequest(f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: targets, force")
@@ -138,20 +144,24 @@ def make_trigger_endpoint(webserver):
         if not secret:
             return _error(503, "the sync trigger is disabled: set MOODLE_SYNC_CRON_SECRET on the server to enable it")
         if not secrets_equal(presented_secret(request), secret):
-            return _error(401, "missing or wrong secret: send it as 'x-sync-secret: <secret>' or 'Authorization: Bearer <secret>'",
-                          {"WWW-Authenticate": 'Bearer realm="moodle-sync"'})
+            return _error(
+                401,
+                "missing or wrong secret: send it as 'x-sync-secret: <secret>' or 'Authorization: Bearer <secret>'",
+                {"WWW-Authenticate": 'Bearer realm="moodle-sync"'},
+            )
         try:
             raw = await read_body(request)
             targets, force = parse_body(raw)
         except BodyTooLarge:
             return _error(413, "body too large (limit 16 KiB)")
         except BadRequest as exc:
-            return _error(400, redact(str(exc)))  # it may quote what was sent: never echo a secret
+            return _error(400, redact(str(exc)) or "bad request")  # it may quote what was sent: never echo a secret
         results = await run_in_threadpool(_run_trigger, webserver, request, targets, force)
         log.info(
             "sync trigger (force=%s): %s",
             force,
-            ", ".join(f"{r['target']} {r['outcome']}" + (f" ({r['reason']})" if r["reason"] else "") for r in results) or "nothing to do",
+            ", ".join(f"{r['target']} {r['outcome']}" + (f" ({r['reason']})" if r["reason"] else "") for r in results)
+            or "nothing to do",
         )
         return JSONResponse(results, status_code=202, headers={"Cache-Control": "no-store"})
 

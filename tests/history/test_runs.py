@@ -133,7 +133,7 @@ def test_concurrent_claims_start_exactly_one(history):
         t.join()
     assert sum(r.started for r in results) == 1
     assert len(results) == 8
-    assert len(history.list(target=ENROL)) == 8
+    assert len(history.recent(target=ENROL)) == 8
 
 
 def test_error_text_is_redacted(history):

@@ -250,7 +250,7 @@ class Stack:
     def history(self, target: str | None = None) -> list:
         from moodle_assets.history import SyncHistory
 
-        return SyncHistory(self.engine).list(target=target, limit=100_000)
+        return SyncHistory(self.engine).recent(target=target, limit=100_000)
 
     def emulator_faults(self, config: dict) -> None:
         requests.post(f"{self.emulator.url}/__emulator__/faults", json=config, timeout=10).raise_for_status()

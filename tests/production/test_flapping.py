@@ -30,7 +30,7 @@ def sync(*targets: str) -> dict:
     rows = {}
     for target in targets:
         code = main(["sync", "--target", target])
-        [row] = SyncHistory(engine_for(os.environ["DATABASE_URL"])).list(target=target, limit=1)
+        [row] = SyncHistory(engine_for(os.environ["DATABASE_URL"])).recent(target=target, limit=1)
         assert (code == 0) == (row.status == "SUCCESS"), (code, row)
         rows[target] = row
     return rows

@@ -122,7 +122,7 @@ def sync_all() -> dict:
     rows = {}
     for target in ("COURSE_CATALOG", "USER_DIRECTORY", "ENROLLMENTS"):
         main(["sync", "--target", target])
-        rows[target] = SyncHistory(engine_for(os.environ["DATABASE_URL"])).list(target=target, limit=1)[0]
+        rows[target] = SyncHistory(engine_for(os.environ["DATABASE_URL"])).recent(target=target, limit=1)[0]
     return rows
 
 

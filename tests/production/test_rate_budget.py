@@ -65,7 +65,7 @@ def test_two_processes_share_one_rate_budget_zero_429s(cli_deployment, tmp_path)
     wall = time.monotonic() - t0
     seen = counters(emu)
     assert codes == [0, 0], outputs
-    rows = {t: SyncHistory(engine).list(target=t, limit=1)[0] for t in ("USER_DIRECTORY", "ENROLLMENTS")}
+    rows = {t: SyncHistory(engine).recent(target=t, limit=1)[0] for t in ("USER_DIRECTORY", "ENROLLMENTS")}
     assert all(r.status == "SUCCESS" and r.trigger == "CLI" for r in rows.values()), rows
     # they really ran at the same time
     a, b = rows["USER_DIRECTORY"], rows["ENROLLMENTS"]

@@ -54,7 +54,7 @@ def test_daemon_launches_a_due_target_on_schedule(app_env, tmp_path, monkeypatch
         )
     try:
         def finished():
-            rows = [r for r in SyncHistory(engine).list(target="COURSE_CATALOG") if r.status != "RUNNING"]
+            rows = [r for r in SyncHistory(engine).recent(target="COURSE_CATALOG") if r.status != "RUNNING"]
             return rows or None
 
         [row] = wait_for(finished, WAIT_S, "the scheduled COURSE_CATALOG sync", proc, log)

@@ -89,7 +89,7 @@ def test_sigkilled_sync_is_reconciled_and_the_next_sync_runs(app_env, dagster_ho
     assert catalog(engine) == before  # one transaction per target: the killed sync wrote nothing
 
     assert main(["sync", "--target", "COURSE_CATALOG"]) == 0
-    latest = SyncHistory(engine).list(target="COURSE_CATALOG", limit=1)[0]
+    latest = SyncHistory(engine).recent(target="COURSE_CATALOG", limit=1)[0]
     assert latest.status == "SUCCESS" and latest.trigger == "CLI"
     assert catalog(engine) == before
     engine.dispose()

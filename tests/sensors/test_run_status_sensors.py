@@ -71,7 +71,7 @@ def test_failure_sensor_on_a_real_failed_run(instance, history, db_resource, db_
     ).for_run_failure()
     failure_sensor, _canceled = build_run_status_sensors(30)
     failure_sensor(context, app_db=db_resource)
-    [row] = history.list(target=SyncTarget.COURSE_CATALOG)
+    [row] = history.recent(target=SyncTarget.COURSE_CATALOG)
     assert (row.status, row.trigger, row.dagster_run_id) == ("FAILED", "SCHEDULE", result.run_id)
     assert row.error.startswith(f"not started: Dagster run {result.run_id} failed")
     assert "MOODLE_URL" in row.error and "tok-abcdef-999" not in row.error

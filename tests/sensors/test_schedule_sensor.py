@@ -85,7 +85,7 @@ def test_busy_target_gets_one_skipped_row_per_slot_not_per_tick(app_db, instance
     results = [tick(instance, UD, db_resource) for _ in range(3)]
     assert all(isinstance(r, SkipReason) for r in results)
     assert "still syncing" in results[0].skip_message and f"sync run #{holder.run_id}" in results[0].skip_message
-    skipped = [r for r in history.list(target=SyncTarget.USER_DIRECTORY) if r.status == "SKIPPED"]
+    skipped = [r for r in history.recent(target=SyncTarget.USER_DIRECTORY) if r.status == "SKIPPED"]
     assert len(skipped) == 1
     assert skipped[0].trigger == "SCHEDULE" and f"sync run #{holder.run_id}" in skipped[0].skip_reason
     assert get_config(app_db, UD).next_run_at == slot + timedelta(minutes=60)
@@ -102,7 +102,7 @@ def test_enrollments_wait_for_a_due_upstream_then_launch(app_db, instance, histo
     assert isinstance(tick(instance, EN, db_resource), SkipReason)
     finish(history, claim.run_id)  # ...and ends
     assert [r.job_name for r in requests(tick(instance, EN, db_resource))] == ["sync_enrollments"]
-    assert history.list(target=SyncTarget.ENROLLMENTS) == []  # waiting records nothing
+    assert history.recent(target=SyncTarget.ENROLLMENTS) == []  # waiting records nothing
 
 
 def test_slot_whose_run_ended_without_syncing_moves_on_and_a_queued_one_waits(app_db, instance, history, db_resource):
@@ -117,7 +117,7 @@ def test_slot_whose_run_ended_without_syncing_moves_on_and_a_queued_one_waits(ap
     moved = tick(instance, EN, db_resource)
     assert isinstance(moved, SkipReason) and "ended CANCELED without syncing it" in moved.skip_message
     assert get_config(app_db, EN).next_run_at == slot + timedelta(minutes=15)
-    assert history.list(target=SyncTarget.ENROLLMENTS) == []
+    assert history.recent(target=SyncTarget.ENROLLMENTS) == []
 
 
 def test_ghost_running_rows_are_closed_on_the_tick(app_db, instance, history, db_resource):

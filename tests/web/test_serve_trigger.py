@@ -65,7 +65,7 @@ def test_trigger_through_serve_and_the_daemon_queue(tmp_path, module_emulator):
         engine = create_app_engine(env["DATABASE_URL"])
         deadline = time.monotonic() + 150
         while True:
-            rows = {row.id: row for row in SyncHistory(engine).list()}
+            rows = {row.id: row for row in SyncHistory(engine).recent()}
             statuses = [rows[x["sync_run_id"]].status for x in results]
             if all(s != "RUNNING" for s in statuses) or time.monotonic() > deadline:
                 break

@@ -52,7 +52,7 @@ def test_202_launches_named_targets_in_one_run_with_claimed_rows(web):
     assert run.tags[TAG_TRIGGER] == "API"
     assert run.tags[TAG_TARGET] == "COURSE_CATALOG,ENROLLMENTS"
     assert json.loads(run.tags[TAG_SYNC_RUN_IDS]) == {x["target"]: x["sync_run_id"] for x in results}
-    rows = {r.id: r for r in SyncHistory(web.engine).list()}
+    rows = {r.id: r for r in SyncHistory(web.engine).recent()}
     for x in results:
         row = rows[x["sync_run_id"]]
         assert (row.status, row.trigger, row.dagster_run_id) == ("RUNNING", "API", run.run_id)
@@ -113,7 +113,7 @@ def test_401_bad_or_missing_secret(web, headers):
     r = post(web, {"targets": ["COURSE_CATALOG"]}, headers=headers)
     assert r.status_code == 401
     assert "secret" in r.json()["error"]
-    assert SyncHistory(web.engine).list() == []  # nothing claimed
+    assert SyncHistory(web.engine).recent() == []  # nothing claimed
 
 
 def test_503_when_no_secret_configured(web):
@@ -122,7 +122,7 @@ def test_503_when_no_secret_configured(web):
         assert r.status_code == 503
         assert "MOODLE_SYNC_CRON_SECRET" in r.json()["error"]
         assert post(open_web, None, headers={}).status_code == 503
-    assert SyncHistory(web.engine).list() == []
+    assert SyncHistory(web.engine).recent() == []
 
 
 @pytest.mark.parametrize(
@@ -146,7 +146,7 @@ def test_400_bad_body_with_precise_message(web, raw, message):
     r = post(web, raw=raw)
     assert r.status_code == 400, r.text
     assert message in r.json()["error"]
-    assert SyncHistory(web.engine).list() == []
+    assert SyncHistory(web.engine).recent() == []
 
 
 def test_413_body_over_16_kib(web):
@@ -155,7 +155,7 @@ def test_413_body_over_16_kib(web):
     # chunked, no Content-Length: still refused without reading everything
     r = web.session().post(web.url + TRIGGER, data=iter([b'{"targets": ["', b"x" * 17000, b'"]}']), headers=AUTH, timeout=30)
     assert r.status_code == 413
-    assert SyncHistory(web.engine).list() == []
+    assert SyncHistory(web.engine).recent() == []
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
@@ -181,7 +181,7 @@ def test_50_concurrent_calls_start_one_run_per_target(web):
         assert len(skipped) == 49
         assert all("already syncing" in x["reason"] and x["dagster_run_id"] is None for x in skipped)
         assert web.instance.get_run_by_id(launched[0]["dagster_run_id"]) is not None
-    rows = SyncHistory(web.engine).list(limit=500)
+    rows = SyncHistory(web.engine).recent(limit=500)
     assert sorted(r.target for r in rows if r.status == "RUNNING") == sorted(ALL)
     assert sum(r.status == "SKIPPED" for r in rows) == 147
     # Every Dagster run created carries exactly the targets it claimed.

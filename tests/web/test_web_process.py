@@ -114,7 +114,7 @@ def test_csrf_and_unknown_target(web):
     assert r.status_code == 403
     assert s.post(web.url + f"{ADMIN}/COURSE_CATALOG/run", data={"csrf_token": "x"}, timeout=30).status_code == 403
     assert get_config(web.engine, SyncTarget.COURSE_CATALOG).frequency_minutes == 60
-    assert SyncHistory(web.engine).list() == []
+    assert SyncHistory(web.engine).recent() == []
     r = s.post(web.url + f"{ADMIN}/NOPE/settings", data={"csrf_token": token, "frequency_minutes": "5"}, timeout=30)
     assert r.status_code == 404 and "no sync target called" in r.text
 
@@ -126,7 +126,7 @@ def test_run_now_claims_manual_and_launches_then_skips_while_running(web):
     assert r.status_code == 303 and r.headers["location"] == ADMIN + "#target-enrollments"
     page = s.get(web.url + ADMIN, timeout=30).text
     assert "Enrollments sync started" in page
-    (row,) = SyncHistory(web.engine).list(target="ENROLLMENTS")
+    (row,) = SyncHistory(web.engine).recent(target="ENROLLMENTS")
     assert (row.status, row.trigger) == ("RUNNING", "MANUAL")
     run = web.instance.get_run_by_id(row.dagster_run_id)
     assert run.job_name == "sync_enrollments"
@@ -152,7 +152,7 @@ def test_a_failed_launch_closes_the_claim_with_the_reason(web):
     (result,) = r.json()
     assert result["outcome"] == "SKIPPED" and result["reason"].startswith("launch failed: ")
     assert "moodle_integration" in result["reason"]
-    (row,) = SyncHistory(web.engine).list()
+    (row,) = SyncHistory(web.engine).recent()
     assert row.id == result["sync_run_id"] and row.status == "FAILED" and row.error == result["reason"]
     assert "Traceback" not in row.error and 'File "' not in row.error
 
