@@ -63,7 +63,10 @@ def test_daemon_launches_a_due_target_on_schedule(app_env, tmp_path, monkeypatch
         with transaction(engine) as s:
             assert s.scalar(select(func.count()).select_from(CourseCatalog)) == 6
         config = get_config(engine, SyncTarget.COURSE_CATALOG)
-        assert config.last_run_at is not None and config.next_run_at == slot + timedelta(minutes=1)
+        # the next slot keeps the phase of the one taken (a run that started late on a loaded box
+        # may have skipped a slot, but never shifts the rhythm)
+        assert config.last_run_at is not None and config.next_run_at > config.last_run_at
+        assert (config.next_run_at - slot) % timedelta(minutes=1) == timedelta(0)
 
         with DagsterInstance.get() as instance:
             run = instance.get_run_by_id(row.dagster_run_id)
