@@ -37,6 +37,27 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+DAEMON_HEALTH = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }"
+
+
+def wait_until_healthy(port: int, timeout: float = 120) -> dict[str, bool]:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": DAEMON_HEALTH}, timeout=30).json()
+        statuses = answer["data"]["instance"]["daemonHealth"]["allDaemonStatuses"]
+        health = {s["daemonType"]: bool(s["healthy"]) for s in statuses}
+        if (health.get("SENSOR") and health.get("QUEUED_RUN_COORDINATOR")) or time.monotonic() > deadline:
+            return health
+        time.sleep(2)
+
+
 def test_serve_answers_then_stops_cleanly_on_ctrl_c(tmp_path):
     port = free_port()
     env = os.environ.copy()
@@ -57,8 +78,11 @@ def test_serve_answers_then_stops_cleanly_on_ctrl_c(tmp_path):
         nodes = locations["data"]["repositoriesOrError"]["nodes"]
         assert nodes[0]["location"]["name"] == "moodle_integration"
         assert {"sync_all", "sync_enrollments"} <= {j["name"] for j in nodes[0]["jobs"]}
-        daemon_children = children_of(proc.pid)
+        daemon_children = [p for p in children_of(proc.pid) if "dagster-daemon" in cmdline(p)]
         assert daemon_children, "serve should run dagster-daemon beside the web server"
+        # ...and that daemon is alive as far as Dagster is concerned: its sensor daemon beats.
+        health = wait_until_healthy(port)
+        assert health["SENSOR"] and health["QUEUED_RUN_COORDINATOR"], health
         # The app DB was migrated and the persistent DAGSTER_HOME created under the data dir.
         assert (tmp_path / "moodle_integration.sqlite3").exists()
         assert (tmp_path / "dagster_home" / "dagster.yaml").exists()

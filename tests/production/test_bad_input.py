@@ -331,6 +331,9 @@ def test_admin_unknown_target_with_a_valid_token_is_a_404(web):
             assert status == 404, (target, action, status)
 
 
-def test_zz_report_inputs_tried():
+@pytest.fixture(scope="module", autouse=True)
+def report_inputs_tried():
+    """After the module: how many bad inputs were sent, by kind (shown with `-s`; not a test)."""
+    yield
     total = sum(TRIED.values())
     print(f"\nbad inputs tried: {total} " + json.dumps(dict(sorted(TRIED.items())), indent=None))

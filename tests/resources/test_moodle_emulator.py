@@ -26,15 +26,7 @@ from resources.moodle import (
     MoodleWebServicesDisabledError,
 )
 
-try:
-    from moodle_emulator import EmulatorServer
-except ImportError as exc:  # the emulator is built in parallel (issue: Moodle emulator)
-    EmulatorServer = None
-    _MISSING = f"moodle_emulator.EmulatorServer is not available yet ({exc})"
-else:
-    _MISSING = ""
-
-pytestmark = pytest.mark.skipif(EmulatorServer is None, reason=_MISSING or "emulator missing")
+from moodle_emulator import EmulatorServer
 
 
 @pytest.fixture(scope="module")
