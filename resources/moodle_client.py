@@ -61,6 +61,8 @@ DEFAULT_THROTTLE_MARGIN = 0.02
 # burst tolerance, resources/throttle.py); 0 = strict spacing (for a strict burst-1 proxy).
 # 1 needs a proxy bucket of >= 2 (measured gain and trade-off: resources/throttle.py docstring).
 DEFAULT_THROTTLE_BURST = 1.0
+# A throttle wait at least this long is logged (INFO; shorter ones are the normal spacing).
+THROTTLE_LOG_SECONDS = 1.0
 
 
 # --- parameter encoding --------------------------------------------------------------
@@ -497,6 +499,13 @@ class MoodleClient:
         fields += encode_params(params)
         waited = self.throttle.acquire()
         self.metrics.throttled(waited)
+        if waited >= THROTTLE_LOG_SECONDS:
+            logger.info(
+                "moodle %s: waited %.1f s for the shared request budget (%g requests/s for this site on this host)",
+                wsfunction,
+                waited,
+                self.settings.requests_per_second,
+            )
         self.metrics.request(wsfunction)
         timeout = (self.settings.connect_timeout_s, self.settings.read_timeout_s)
         started = time.monotonic()
@@ -557,6 +566,12 @@ class MoodleClient:
                 error.args = (error._render(),)
             else:
                 # Everyone on this host pauses, not only this thread.
+                logger.warning(
+                    "moodle %s: the site asked to retry after %s (%.1f s); every request to it from this host pauses",
+                    wsfunction,
+                    raw_retry_after,
+                    retry_after,
+                )
                 self.throttle.penalize(retry_after)
         return self._raise(error)
 

@@ -15,6 +15,7 @@ from ..core.targets import SyncTarget
 from ..core.validation import ConfigError
 from ..settings import Settings, load_settings
 from ..web.demo import EmulatorMissing
+from .logging_setup import configure_logging
 
 
 def _targets_help() -> str:
@@ -112,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
+        configure_logging(settings.log_level)
         return _dispatch(args, settings)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

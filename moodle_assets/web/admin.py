@@ -407,7 +407,13 @@ def make_admin_endpoints(webserver):
 
         config = await run_in_threadpool(apply)
         state = "enabled" if config.enabled else "disabled"
-        log.info("admin page: %s %s, every %s min", target.value, state, config.frequency_minutes)
+        log.info(
+            "admin page: %s set %s %s, every %s min",
+            request.client.host if request.client else "?",
+            target.value,
+            state,
+            config.frequency_minutes,
+        )
         text = f"{TITLES[target]} saved: {state}, {every(config.frequency_minutes)}."
         return flash_redirect(key, request, "success", text)
 
@@ -418,7 +424,13 @@ def make_admin_endpoints(webserver):
         target, _form = checked
 
         (outcome,) = await run_in_threadpool(launch_targets, webserver, request, [target], trigger=SyncTrigger.MANUAL)
-        log.info("admin page: run now %s -> %s", target.value, outcome.outcome.value)
+        log.info(
+            "admin page: %s ran %s now -> %s%s",
+            request.client.host if request.client else "?",
+            target.value,
+            outcome.outcome.value,
+            f" ({outcome.reason})" if outcome.reason else "",
+        )
         if outcome.outcome is LaunchOutcome.LAUNCHED:
             started = f"sync run #{outcome.sync_run_id}, Dagster run {(outcome.dagster_run_id or '')[:8]}"
             return flash_redirect(key, request, "success", f"{TITLES[target]} sync started ({started}).")

@@ -144,6 +144,11 @@ def make_trigger_endpoint(webserver):
         if not secret:
             return _error(503, "the sync trigger is disabled: set MOODLE_SYNC_CRON_SECRET on the server to enable it")
         if not secrets_equal(presented_secret(request), secret):
+            log.warning(
+                "sync trigger from %s refused: %s secret",
+                request.client.host if request.client else "?",
+                "wrong" if presented_secret(request) else "no",
+            )
             return _error(
                 401,
                 "missing or wrong secret: send it as 'x-sync-secret: <secret>' or 'Authorization: Bearer <secret>'",
@@ -158,7 +163,8 @@ def make_trigger_endpoint(webserver):
             return _error(400, redact(str(exc)) or "bad request")  # it may quote what was sent: never echo a secret
         results = await run_in_threadpool(_run_trigger, webserver, request, targets, force)
         log.info(
-            "sync trigger (force=%s): %s",
+            "sync trigger from %s (force=%s): %s",
+            request.client.host if request.client else "?",
             force,
             ", ".join(f"{r['target']} {r['outcome']}" + (f" ({r['reason']})" if r["reason"] else "") for r in results)
             or "nothing to do",
