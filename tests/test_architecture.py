@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -252,3 +253,32 @@ def test_package_directories_and_their_dependencies_snapshot():
     }
     assert graph["moodle_assets.mappers"] == set()
     assert graph["moodle_assets.core"] == set()
+
+
+def _unit(name: str) -> str:
+    name = name.strip().strip("`")
+    if name in ("resources", "schedules", "sensors"):
+        return name
+    if name in ("definitions", "moodle_assets"):
+        return "moodle_assets"
+    return name if name.startswith("moodle_assets.") else f"moodle_assets.{name}"
+
+
+def test_readme_architecture_table_is_the_import_graph():
+    """The README's layer table lists, for each package directory, exactly what it imports."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme.split("| layer (top to bottom) | imports |", 1)[1].split("\n\n", 1)[0]
+    documented: dict[str, set[str]] = {}
+    for line in table.strip().splitlines()[1:]:
+        layer_cell, imports_cell = (cell.strip() for cell in line.strip().strip("|").split("|"))
+        layers = [_unit(part.split("(")[0]) for part in layer_cell.split(",")]
+        text = re.sub(r"\([^)]*\)", "", imports_cell).split(":", 1)[-1].strip()
+        names = set() if text.startswith("nothing") else {
+            _unit(part.split("(")[0]) for part in text.replace(";", ",").split(",") if part.strip()
+        }
+        for layer in layers:
+            documented[layer] = names
+    graph = unit_graph()
+    actual = {unit: targets - {"moodle_assets.store.migrations"} for unit, targets in graph.items()
+              if unit != "moodle_assets.store.migrations"}
+    assert documented == actual
