@@ -1,6 +1,6 @@
 """Replays every real Moodle 5.0.6+ capture against the emulator loaded with the same data.
 
-For each ``shared/real-moodle/fixtures/*.json`` the request is sent over HTTP exactly as
+For each ``tests/fixtures/real-moodle/*.json`` the request is sent over HTTP exactly as
 captured (method, form/query params, tokens; ``REDACTED`` becomes the emulator token) to
 an emulator configured like the real site at capture time (``debug_*`` captures: debugging
 on; ``*webservices_disabled*``/``*protocol_disabled*``: web services off). We compare:
@@ -22,27 +22,18 @@ from pathlib import Path
 
 import pytest
 import requests
+from fixture_paths import real_moodle_names, real_moodle_path
 
 from moodle_assets.emulator import EmulatorServer
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "real-moodle"
-FIXTURES = SHARED / "fixtures"
 REAL_URL = "http://127.0.0.1:8089"
 # Captures that are excluded from the match rate, with the reason. (None at the moment.)
 EXCLUDED: dict[str, str] = {}
 
 
 def _fixture_files() -> list[Path]:
-    if not FIXTURES.is_dir():
-        pytest.fail(
-            f"Real Moodle captures not found at {FIXTURES.resolve()}: the emulator fidelity test needs the "
-            "'shared/' folder as a sibling of the repository clone (…/<clone>/../shared/real-moodle/fixtures).",
-            pytrace=False,
-        )
-    files = sorted(p for p in FIXTURES.glob("*.json") if p.name != "_index.json")
-    if not files:
-        pytest.fail(f"no captures in {FIXTURES}", pytrace=False)
-    return files
+    """Every capture file; a missing folder or file fails the test (fixture_paths)."""
+    return [real_moodle_path(name) for name in real_moodle_names()]
 
 
 def _mode(name: str) -> tuple[bool, bool]:
@@ -172,11 +163,12 @@ def test_every_capture_matches(emulators, capsys):
 
 
 def test_fixture_set_is_complete():
-    """Every capture listed in _index.json is replayed (none silently skipped)."""
-    index = json.loads((FIXTURES / "_index.json").read_text(encoding="utf-8"))
+    """_index.json and the folder list the same captures, so every one is replayed (none silently skipped)."""
+    index = json.loads(real_moodle_path("_index").read_text(encoding="utf-8"))
     names = {e["name"] for e in index}
     files = {p.stem for p in _fixture_files()}
-    assert names <= files
+    assert not names - files, f"listed in _index.json but missing: {sorted(names - files)}"
+    assert not files - names, f"not listed in _index.json: {sorted(files - names)}"
     assert len(files) >= 70
 
 
