@@ -1,8 +1,8 @@
 """Pure mappers from raw Moodle web-service rows to typed records for the app database.
 
 Everything here is a pure function of its arguments: no I/O, no clock unless you leave
-``synced_at`` out, and no imports from the rest of the project (see the design's "Which
-part may use which"). The record classes are what the store upserts.
+``synced_at`` out, and no imports from the rest of the project (see the README's
+"Architecture"). The record classes are what the store upserts.
 
 Input rows are the decoded JSON objects Moodle returns:
 
@@ -14,7 +14,7 @@ Input rows are the decoded JSON objects Moodle returns:
 * enrollments: ``core_enrol_get_enrolled_users`` items plus the course id and the active
   flag the caller knows from the ``onlyactive=1`` pass.
 
-Rules (fixed by the design, "Mapping rules"):
+Rules (fixed by docs/contracts.md, "Mapping rules"):
 
 * A Unix timestamp of ``0`` is "none" (``None``); any other is a UTC-aware ``datetime``.
 * Ints are accepted as JSON numbers or as canonical int strings (``"42"``, never ``"042"``,
@@ -876,7 +876,7 @@ def map_rows(mapper: Callable[..., Any], rows: Any, **kwargs: Any) -> MappedBatc
     * ``synced_at`` left out: one "now" (UTC) is taken for the whole batch.
     * A second row with the same Moodle id (same user and course for enrollments) is
       rejected as a duplicate and the first kept, and a second user with the same
-      (case-insensitive) e-mail as an earlier one is rejected, per the design's rule that
+      (case-insensitive) e-mail as an earlier one is rejected, per the contract's rule that
       an e-mail already linked to another Moodle id is a rejected row, never a merge. The
       store still has to apply that rule against what is already in the database.
     * ``rows`` that is not a list (or other iterable of rows) gives one rejection.

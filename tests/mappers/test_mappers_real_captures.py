@@ -1,4 +1,4 @@
-"""Every row of every real Moodle capture maps to what the design's rules say.
+"""Every row of every real Moodle capture maps to what the mapping rules say (docs/contracts.md).
 
 Rows come from tests/fixtures/real-moodle (a real Moodle 5.0.6+ site). Expected values
 are written out here from the site's test data (that folder's README), not recomputed by
