@@ -3,15 +3,23 @@
 The real Moodle captures live in the repository (``tests/fixtures/real-moodle/``; see the
 README there), so a plain clone runs the whole suite. A capture that is missing is a test
 failure with the path in the message, never a skip.
+
+The folder can hold several capture sets, each listed by its own manifest
+(``_index.json`` for the base set, ``_index_<set>.json`` for others). "Every capture"
+means every capture of the base set's manifest, not every file in the folder: a capture
+from another set (a weaker token, another site state) is not expected to match the base
+site's emulator or mapper expectations.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_MOODLE_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "real-moodle"
+BASE_MANIFEST = "_index"
 
 
 def _missing(what: str) -> None:
@@ -37,13 +45,20 @@ def real_moodle_path(name: str) -> Path:
     return path
 
 
-def real_moodle_names() -> list[str]:
-    """Every capture name (without ``.json``, ``_index`` excluded), sorted.
+def manifest_names(manifest: str = BASE_MANIFEST) -> list[str]:
+    """The capture names a manifest (``_index``, ``_index_<set>``) lists, in its order."""
+    entries = json.loads(real_moodle_path(manifest).read_text(encoding="utf-8"))
+    return [entry["name"] for entry in entries]
 
-    Called at collection time for ``parametrize``: when the folder is gone this raises, so
-    the module errors at collection instead of collecting an empty (skipped) parameter set.
+
+def real_moodle_names() -> list[str]:
+    """Every capture of the base set (``_index.json``), sorted.
+
+    Called at collection time for ``parametrize``: when the folder or the manifest is gone
+    this raises, so the module errors at collection instead of collecting an empty (skipped)
+    parameter set. A listed capture whose file is missing fails the test that loads it.
     """
-    names = sorted(p.stem for p in real_moodle_dir().glob("*.json") if not p.stem.startswith("_"))
+    names = sorted(manifest_names())
     if not names:
-        _missing(f"every capture in {REAL_MOODLE_FIXTURES}")
+        _missing(f"the capture list in {REAL_MOODLE_FIXTURES / (BASE_MANIFEST + '.json')}")
     return names
