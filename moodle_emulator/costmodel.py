@@ -1,8 +1,8 @@
 """What a request would cost a real Moodle server, in milliseconds.
 
-Calibrated on the measurements in ``shared/moodle-api.md`` ("Checked against a real
-Moodle 5.0.6+ site": PHP 8.2 built-in single-worker server, PostgreSQL 15, admin token,
-medians of 6–8 calls):
+Calibrated on the measurements in ``docs/moodle-facts.md`` §11 (a real Moodle 5.0.6+
+site: PHP 8.2 built-in single-worker server, PostgreSQL 15, admin token, medians of 6–8
+calls):
 
 =============================================  ===========  =========================
 measurement                                    real         this model

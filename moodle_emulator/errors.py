@@ -1,6 +1,6 @@
 """Moodle error bodies, in both exception naming styles.
 
-Real Moodle (checked on 5.0.6+, see ``shared/real-moodle``) namespaces only *some*
+Real Moodle (checked on 5.0.6+, see ``tests/fixtures/real-moodle``) namespaces only *some*
 exception classes since 4.5 (MDL-81919):
 
 ===============================  ===================================================

@@ -1,4 +1,4 @@
-"""The dataset of the real Moodle 5.0.6+ capture site (``shared/real-moodle``).
+"""The dataset of the real Moodle 5.0.6+ capture site (``tests/fixtures/real-moodle``).
 
 Rebuilt by hand from that folder's README and the captured responses: same ids, names,
 idnumbers, custom field values, enrolments, roles, statuses and timestamps. Replaying

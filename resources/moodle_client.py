@@ -50,7 +50,7 @@ DEFAULT_MAX_DELAY_MS = 8000
 DEFAULT_RPS = 5.0
 DEFAULT_RETRY_AFTER_CAP_MS = 60_000
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
-DEFAULT_READ_TIMEOUT_S = 120.0  # core_user_get_users on 20k users takes ~70 s (moodle-api.md)
+DEFAULT_READ_TIMEOUT_S = 120.0  # core_user_get_users on 20k users takes ~70 s (docs/moodle-facts.md §11)
 DEFAULT_POOL_SIZE = 8
 # Fraction of the allowed rate kept in reserve so request *arrivals* (start + network jitter)
 # do not bunch up against a proxy bucket of exactly the allowed rate. Measured with

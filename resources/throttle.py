@@ -13,9 +13,9 @@ its state in a small file, updated under ``fcntl.flock``.
   site*, not to a job — a pool limits concurrent runs, not requests per second, and a run of
   ``sync_course_catalog`` and one of ``sync_enrollments`` (separate processes launched by the
   daemon) must share it. A database round trip per request would cost more than the request
-  budget it protects, and the client must not know the app database (design.md layering).
+  budget it protects, and the client must not know the app database (README "Architecture").
   ``flock`` is atomic across processes, released by the kernel if a process dies holding it,
-  and needs nothing installed. Scope: one host (the design's deployment: web + daemon + run
+  and needs nothing installed. Scope: one host (the project's deployment: web + daemon + run
   workers on one machine). Several hosts would need a network store (Redis) — not built.
 * The file is keyed by a SHA-256 of the normalised site URL (never the token), so syncs of
   different Moodle sites do not slow each other down, while every client of one site shares

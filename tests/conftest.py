@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
+# The real Moodle captures: tests/fixture_paths.py (REAL_MOODLE_FIXTURES and its helpers).
 
 # Variables a developer's shell may carry that would leak into tests.
 _ISOLATED_VARS = (
@@ -80,13 +80,6 @@ def migrated_engine(db_url):
     engine = create_app_engine(db_url)
     yield engine
     engine.dispose()
-
-
-def shared_path(*parts: str) -> Path:
-    path = SHARED_DIR.joinpath(*parts)
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the tests expect the project's shared/ folder beside the repository")
-    return path
 
 
 @pytest.fixture

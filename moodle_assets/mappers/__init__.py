@@ -1,8 +1,8 @@
 """Pure mappers from raw Moodle web-service rows to typed records for the app database.
 
 Everything here is a pure function of its arguments: no I/O, no clock unless you leave
-``synced_at`` out, and no imports from the rest of the project (see the design's "Which
-part may use which"). The record classes are what the store upserts.
+``synced_at`` out, and no imports from the rest of the project (README, "Architecture").
+The record classes are what the store upserts.
 
 Input rows are the decoded JSON objects Moodle returns:
 
@@ -14,7 +14,7 @@ Input rows are the decoded JSON objects Moodle returns:
 * enrollments: ``core_enrol_get_enrolled_users`` items plus the course id and the active
   flag the caller knows from the ``onlyactive=1`` pass.
 
-Rules (fixed by the design, "Mapping rules"):
+Rules (`docs/contracts.md`, "Mapping rules"):
 
 * A Unix timestamp of ``0`` is "none" (``None``); any other is a UTC-aware ``datetime``.
 * Ints are accepted as JSON numbers or as canonical int strings (``"42"``, never ``"042"``,

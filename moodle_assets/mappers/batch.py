@@ -80,7 +80,7 @@ def map_rows(mapper: Callable[..., Any], rows: Any, **kwargs: Any) -> MappedBatc
     * ``synced_at`` left out: one "now" (UTC) is taken for the whole batch.
     * A second row with the same Moodle id (same user and course for enrollments) is
       rejected as a duplicate and the first kept, and a second user with the same
-      (case-insensitive) e-mail as an earlier one is rejected, per the design's rule that
+      (case-insensitive) e-mail as an earlier one is rejected, per the contract's rule that
       an e-mail already linked to another Moodle id is a rejected row, never a merge. The
       store still has to apply that rule against what is already in the database.
     * ``rows`` that is not a list (or other iterable of rows) gives one rejection.

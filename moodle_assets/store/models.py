@@ -1,6 +1,6 @@
 """SQLAlchemy models for the app database.
 
-Table and column names are a public contract (see the design's "Contract: the app
+Table and column names are a public contract (see docs/contracts.md "The app
 database"); extra columns are allowed. Moodle ids are integers; timestamps are UTC-aware.
 No sync ever deletes a row: what disappears from Moodle gets `is_active = false`.
 """

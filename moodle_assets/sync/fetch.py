@@ -1,6 +1,6 @@
 """What the sync asks Moodle, with the fewest and cheapest requests Moodle allows.
 
-See moodle-api.md §5 and the README's "How a sync talks to Moodle":
+See docs/moodle-facts.md §11 and the README's "How a sync talks to Moodle":
 - categories: 1 request (`core_course_get_categories`, no criteria);
 - courses: 1 request (`core_course_get_courses_by_field`, no field: never fails whole for one
   inaccessible course, unlike `core_course_get_courses`);

@@ -1,6 +1,6 @@
 """`POST /api/integration/moodle/sync`: the HTTP trigger for cron, CI and hosted schedulers.
 
-Contract (design.md), in the order the checks run:
+Contract (docs/contracts.md "HTTP trigger"), in the order the checks run:
 
 - any method but POST → 405 with `Allow: POST` (the route takes every method, so a GET never
   falls through to the Dagster UI's catch-all page);

@@ -9,7 +9,7 @@ import json
 import pickle
 
 import pytest
-from moodle_replay import REAL_FIXTURES, SECRET_TOKEN, Reply, assert_token_free, load_real_fixture, real_fixture_names
+from moodle_replay import SECRET_TOKEN, Reply, assert_token_free, load_real_fixture, real_fixture_names
 
 from resources.moodle import (
     MoodleAccessError,
@@ -26,8 +26,6 @@ from resources.moodle import (
     raise_for_warnings,
 )
 from resources.moodle_errors import error_from_payload
-
-pytestmark = pytest.mark.skipif(not REAL_FIXTURES.is_dir(), reason=f"real Moodle fixtures not found at {REAL_FIXTURES}")
 
 BY_ERRORCODE = {
     "invalidtoken": MoodleAuthenticationError,

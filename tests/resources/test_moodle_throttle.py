@@ -9,7 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from moodle_replay import REAL_FIXTURES, SECRET_TOKEN, Reply, load_real_fixture
+from moodle_replay import SECRET_TOKEN, Reply, load_real_fixture
 
 from resources.moodle import MoodleUnknownError
 from resources.throttle import HostThrottle, site_key
@@ -203,7 +203,6 @@ def _options(seen):
             for i in range(10) if f"options[{i}][name]" in form}
 
 
-@pytest.mark.skipif(not REAL_FIXTURES.is_dir(), reason="real Moodle fixtures missing")
 def test_paginate_real_pages_until_the_empty_one(replay, make_client):
     for start in range(0, 14, 2):
         replay.push_fixture(f"get_enrolled_users_course_2_page_from_{start}_size_2")
