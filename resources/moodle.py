@@ -41,13 +41,8 @@ processes and the benchmark import it in a fraction of a second), ``resources/mo
 ``resources/throttle.py`` (host-wide GCRA). This module is the public face: the resource and
 re-exports of everything callers need.
 
-Measured (benchmarks/bench_client_ratelimit.py, emulator proxy limit 20 rps, 200 requests
-from 4 threads, throttle at the same 20 rps, 2-core shared host): against the emulator's
-default bucket (burst = rps) the client reaches 0.98 of the allowed rate with 0 429s
-(0.996 with ``throttle_margin=0``; a burst of 2 is enough). Against a strict bucket of burst
-1 no client-side margin is safe on a loaded host — the *server's* scheduling jitter alone puts
-two arrivals < 1/rps apart now and then (a few 429s per 200 even at a 10 % margin); those
-429s are ridden out, and their Retry-After pauses the whole host.
+How close to a proxy's limit the client runs, and why the defaults are what they are:
+``benchmarks/results/client-throttle.md``.
 
 Swappable implementations: ``MoodleResource.get_client()`` returns a ``MoodleClient``; the
 demo and the tests point the *same* client at the bundled emulator by giving the resource the

@@ -53,13 +53,12 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_READ_TIMEOUT_S = 120.0  # core_user_get_users on 20k users takes ~70 s (docs/moodle-facts.md §11)
 DEFAULT_POOL_SIZE = 8
 # Fraction of the allowed rate kept in reserve so request *arrivals* (start + network jitter)
-# do not bunch up against a proxy bucket of exactly the allowed rate. Measured with
-# benchmarks/bench_client_ratelimit.py against the emulator's proxy limiter (20 rps):
-# 0.98 of the allowed rate, 0 429s with any burst >= 2 (see resources/moodle.py docstring).
+# do not bunch up against a proxy bucket of exactly the allowed rate
+# (benchmarks/results/client-throttle.md).
 DEFAULT_THROTTLE_MARGIN = 0.02
 # Requests the throttle may run ahead of the nominal spacing to make up a late start (GCRA
 # burst tolerance, resources/throttle.py); 0 = strict spacing (for a strict burst-1 proxy).
-# 1 needs a proxy bucket of >= 2 (measured gain and trade-off: resources/throttle.py docstring).
+# 1 needs a proxy bucket of >= 2 (the trade-off: benchmarks/results/client-throttle.md).
 DEFAULT_THROTTLE_BURST = 1.0
 # A throttle wait at least this long is logged (INFO; shorter ones are the normal spacing).
 THROTTLE_LOG_SECONDS = 1.0

@@ -41,12 +41,7 @@ its state in a small file, updated under ``fcntl.flock``.
   bucket of ``burst + 1`` requests (the emulator's default bucket = rps; common proxies allow
   more than 1); against a strict burst-1 proxy use 0 (and even then the server's own jitter
   causes a few 429s, see resources/moodle.py). Idle time beyond the tolerance is never banked.
-  Measured at 20 rps against the emulator's proxy (bucket 20), 2 shared cores: full sync at
-  scale S 5.45-5.52 s with burst 0 vs 5.39 s with burst 1 (lower bound 105 requests / 20 rps
-  = 5.25 s; the 2 % margin alone makes it 5.36 s), re-sync 5.39-5.53 s vs 5.32-5.36 s; scale M
-  56.9 s vs 56.2 s (bound 52.4 s, margin 53.4 s, + ~3 s of write transactions); 0 429s.
-  benchmarks/bench_client_ratelimit.py: 0.979 of the allowed rate with burst 0, 0.990 with 1,
-  0.995 with 2, 0 429s. Against a strict burst-1 proxy both lose (one run each: 11 vs 7 429s).
+  The measured effect of each burst value: ``benchmarks/results/client-throttle.md``.
 * If the directory is not writable (another user's, read-only), the throttle logs a warning
   and limits this process alone rather than failing the sync.
 * ``penalize(seconds)`` pushes TAT forward when the server says "Retry-After": every thread
