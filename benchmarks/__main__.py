@@ -5,7 +5,7 @@
     ./dev bench --quick                 # demo scale, SQLite, seconds (the smoke test runs this)
 
 Each approach runs in its own child process (``benchmarks.child``: its peak RSS is its own),
-the emulator in another (``python -m moodle_assets.emulator``), all on 127.0.0.1, each child
+the emulator in another (``python -m moodle_emulator``), all on 127.0.0.1, each child
 bounded by ``--timeout``. Results: ``<out>/latest.json`` and ``<out>/latest.md``.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def log(msg: str) -> None:
 class EmulatorProcess:
     def __init__(self, scale: str, extra: list[str] | None = None):
         self.scale = scale
-        self.argv = [sys.executable, "-m", "moodle_assets.emulator", "--scale", scale, "--port", "0",
+        self.argv = [sys.executable, "-m", "moodle_emulator", "--scale", scale, "--port", "0",
                      "--token", TOKEN, *(extra or [])]
         self.proc: subprocess.Popen | None = None
         self.url = ""

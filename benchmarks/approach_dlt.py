@@ -21,7 +21,7 @@ statuses, query-string paging and totals or next links):
 7. ``core_user_get_users`` answers ``{users, warnings}`` and ``get_courses_by_field``
    ``{courses, warnings}``: data selectors by hand; warnings are not checked.
 
-Not done (dlt stores Moodle's raw values): the design's mapping (HTML unescape, 0 → NULL
+Not done (dlt stores Moodle's raw values): docs/contracts.md's mapping (HTML unescape, 0 → NULL
 timestamps, price parsing), users without an email (missing from ``email=%``), e-mail
 linking, deactivation of rows gone from Moodle. ``write_disposition="merge"``
 (delete-insert on primary keys) keeps re-runs idempotent, but re-writes every row.

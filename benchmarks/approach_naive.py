@@ -54,7 +54,7 @@ class NaiveMoodle:
 def sync(api: NaiveMoodle, Session) -> dict[str, int]:  # noqa: N803
     from moodle_assets import mappers
     from moodle_assets.store.models import CourseCatalog, CourseCategory, User, UserCourseEnrollment
-    from moodle_assets.store.types import utcnow
+    from moodle_assets.core.clock import utcnow
 
     now = utcnow()
     stats = {"inserted": 0, "updated_or_touched": 0, "rejected": 0, "unmatched": 0, "fetched": 0}

@@ -42,7 +42,7 @@ def _emulator(args):
     if args.url:
         yield args.url, args.token
         return
-    from moodle_assets.emulator import EmulatorServer
+    from moodle_emulator import EmulatorServer
 
     with EmulatorServer(scale="real", token=args.token) as emu:
         yield emu.url, emu.token

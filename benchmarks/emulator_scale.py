@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import requests  # noqa: E402
 
-from moodle_assets.emulator import EmulatorServer, build_dataset  # noqa: E402
-from moodle_assets.emulator.generator import compact_arrays_bytes  # noqa: E402
+from moodle_emulator import EmulatorServer, build_dataset  # noqa: E402
+from moodle_emulator.generator import compact_arrays_bytes  # noqa: E402
 
 
 def peak_mb() -> float:

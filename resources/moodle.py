@@ -41,52 +41,46 @@ processes and the benchmark import it in a fraction of a second), ``resources/mo
 ``resources/throttle.py`` (host-wide GCRA). This module is the public face: the resource and
 re-exports of everything callers need.
 
-Measured (benchmarks/bench_client_ratelimit.py, emulator proxy limit 20 rps, 200 requests
-from 4 threads, throttle at the same 20 rps, 2-core shared host): against the emulator's
-default bucket (burst = rps) the client reaches 0.98 of the allowed rate with 0 429s
-(0.996 with ``throttle_margin=0``; a burst of 2 is enough). Against a strict bucket of burst
-1 no client-side margin is safe on a loaded host — the *server's* scheduling jitter alone puts
-two arrivals < 1/rps apart now and then (a few 429s per 200 even at a 10 % margin); those
-429s are ridden out, and their Retry-After pauses the whole host.
+How close to a proxy's limit the client runs, and why the defaults are what they are:
+``benchmarks/results/client-throttle.md``.
 
 Swappable implementations: ``MoodleResource.get_client()`` returns a ``MoodleClient``; the
 demo and the tests point the *same* client at the bundled emulator by giving the resource the
 emulator's URL and token (``MoodleResource.for_emulator(emu)``). Code that only needs the
 calls can depend on the ``MoodleApi`` protocol and be handed any implementation.
 """
+
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any, Optional
+from typing import Any
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from resources.moodle_client import (
+    DEFAULT_BASE_DELAY_MS,
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_MAX_DELAY_MS,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_POOL_SIZE,
+    DEFAULT_READ_TIMEOUT_S,
+    DEFAULT_RETRY_AFTER_CAP_MS,
     DEFAULT_RPS,
+    DEFAULT_THROTTLE_BURST,
     DEFAULT_THROTTLE_MARGIN,
     ENDPOINT_PATH,
-    ENV_BASE_DELAY_MS,
-    ENV_CONNECT_TIMEOUT,
-    ENV_MAX_DELAY_MS,
-    ENV_MAX_RETRIES,
-    ENV_POOL_SIZE,
-    ENV_READ_TIMEOUT,
-    ENV_RETRY_AFTER_CAP_MS,
-    ENV_RL_ERRORCODE,
-    ENV_RL_MESSAGE,
-    ENV_RPS,
-    ENV_THROTTLE_DIR,
     ClientMetrics,
     ClientSettings,
     MoodleApi,
     MoodleClient,
     encode_params,
     logger,
-    validate_env,
 )
 from resources.moodle_errors import (
+    DEFAULT_RATELIMIT_ERRORCODE_PATTERN,
+    DEFAULT_RATELIMIT_MESSAGE_PATTERN,
     MoodleAccessError,
     MoodleAuthenticationError,
     MoodleError,
@@ -101,34 +95,40 @@ from resources.moodle_errors import (
 )
 
 __all__ = [
-    "MoodleResource",
-    "MoodleClient",
-    "MoodleApi",
-    "ClientSettings",
+    "DEFAULT_THROTTLE_MARGIN",
+    "ENDPOINT_PATH",
     "ClientMetrics",
-    "encode_params",
-    "raise_for_warnings",
-    "validate_env",
-    "MoodleError",
-    "MoodleAuthenticationError",
+    "ClientSettings",
     "MoodleAccessError",
+    "MoodleApi",
+    "MoodleAuthenticationError",
+    "MoodleClient",
+    "MoodleError",
     "MoodleInvalidParameterError",
     "MoodleMissingRecordError",
-    "MoodleWebServicesDisabledError",
     "MoodleRateLimitedError",
+    "MoodleResource",
     "MoodleTransientError",
-    "MoodleUnknownError",
     "MoodleUnexpectedWarningsError",
-    "ENDPOINT_PATH",
-    "DEFAULT_THROTTLE_MARGIN",
+    "MoodleUnknownError",
+    "MoodleWebServicesDisabledError",
+    "encode_params",
     "logger",
+    "raise_for_warnings",
 ]
 
 # The errors live in resources/moodle_errors.py but their public home is this module: make
 # tracebacks and Dagster's run logs say ``resources.moodle.MoodleAuthenticationError``.
 for _cls in (
-    MoodleError, MoodleAuthenticationError, MoodleAccessError, MoodleInvalidParameterError, MoodleMissingRecordError,
-    MoodleWebServicesDisabledError, MoodleRateLimitedError, MoodleTransientError, MoodleUnknownError,
+    MoodleError,
+    MoodleAuthenticationError,
+    MoodleAccessError,
+    MoodleInvalidParameterError,
+    MoodleMissingRecordError,
+    MoodleWebServicesDisabledError,
+    MoodleRateLimitedError,
+    MoodleTransientError,
+    MoodleUnknownError,
     MoodleUnexpectedWarningsError,
 ):
     _cls.__module__ = __name__
@@ -139,30 +139,33 @@ for _cls in (
 
 class MoodleResource(ConfigurableResource):
     """Dagster resource for the Moodle site. Give it ``EnvVar("MOODLE_URL")`` and
-    ``EnvVar("MOODLE_TOKEN")`` in Definitions (the token then never reaches run config or run
-    storage); the other fields default to the ``MOODLE_RATE_LIMIT_*`` / ``MOODLE_HTTP_*``
-    environment variables, read when the client is created."""
+    ``EnvVar("MOODLE_TOKEN")`` (the token then never reaches run config or run storage); the
+    tunables are plain fields with the client's defaults, bound in ``definitions.py`` from the
+    validated settings (``MOODLE_RATE_LIMIT_*``, ``MOODLE_HTTP_*``, ``MOODLE_THROTTLE_DIR``)."""
 
     url: str = Field(description="Moodle site base URL, e.g. https://lms.example.edu (MOODLE_URL)")
     token: str = Field(repr=False, description="Web-service token (use EnvVar('MOODLE_TOKEN'); never plain config)")
-    max_retries: Optional[int] = Field(default=None, description=f"retries after the first attempt ({ENV_MAX_RETRIES}, default 3)")
-    base_delay_ms: Optional[int] = Field(default=None, description=f"first backoff step ({ENV_BASE_DELAY_MS}, default 600)")
-    max_delay_ms: Optional[int] = Field(default=None, description=f"cap on one computed backoff ({ENV_MAX_DELAY_MS}, default 8000)")
-    requests_per_second: Optional[float] = Field(
-        default=None, description=f"host-wide proactive throttle ({ENV_RPS}, default {DEFAULT_RPS:g}; 0 disables)"
+    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, description="retries after the first attempt")
+    base_delay_ms: int = Field(default=DEFAULT_BASE_DELAY_MS, description="first backoff step")
+    max_delay_ms: int = Field(default=DEFAULT_MAX_DELAY_MS, description="cap on one computed backoff")
+    requests_per_second: float = Field(default=DEFAULT_RPS, description="host-wide proactive throttle (0 disables)")
+    throttle_burst: float = Field(default=DEFAULT_THROTTLE_BURST, description="GCRA burst tolerance of the throttle")
+    retry_after_cap_ms: int = Field(
+        default=DEFAULT_RETRY_AFTER_CAP_MS, description="longest Retry-After honoured; longer fails fast"
     )
-    retry_after_cap_ms: Optional[int] = Field(
-        default=None, description=f"longest Retry-After honoured; longer fails fast ({ENV_RETRY_AFTER_CAP_MS}, default 60000)"
+    connect_timeout_s: float = Field(default=DEFAULT_CONNECT_TIMEOUT_S, description="seconds to connect")
+    read_timeout_s: float = Field(default=DEFAULT_READ_TIMEOUT_S, description="seconds to wait for an answer")
+    pool_size: int = Field(default=DEFAULT_POOL_SIZE, description="HTTP connections kept per client")
+    throttle_dir: str | None = Field(default=None, description="directory of the shared throttle state")
+    throttle_margin: float = Field(default=DEFAULT_THROTTLE_MARGIN, description="fraction of the rate kept in reserve")
+    ratelimit_errorcode_pattern: str = Field(
+        default=DEFAULT_RATELIMIT_ERRORCODE_PATTERN, description="regex for rate-limit errorcodes"
     )
-    connect_timeout_s: Optional[float] = Field(default=None, description=f"{ENV_CONNECT_TIMEOUT}, default 10")
-    read_timeout_s: Optional[float] = Field(default=None, description=f"{ENV_READ_TIMEOUT}, default 120")
-    pool_size: Optional[int] = Field(default=None, description=f"HTTP connections kept per client ({ENV_POOL_SIZE}, default 8)")
-    throttle_dir: Optional[str] = Field(default=None, description=f"directory of the shared throttle state ({ENV_THROTTLE_DIR})")
-    throttle_margin: Optional[float] = Field(default=None, description="fraction of the rate kept in reserve (default 0.02)")
-    ratelimit_errorcode_pattern: Optional[str] = Field(default=None, description=f"regex for rate-limit errorcodes ({ENV_RL_ERRORCODE})")
-    ratelimit_message_pattern: Optional[str] = Field(default=None, description=f"regex for rate-limit messages ({ENV_RL_MESSAGE})")
+    ratelimit_message_pattern: str = Field(
+        default=DEFAULT_RATELIMIT_MESSAGE_PATTERN, description="regex for rate-limit messages"
+    )
 
-    _client: Optional[MoodleClient] = PrivateAttr(default=None)
+    _client: MoodleClient | None = PrivateAttr(default=None)
     _client_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
@@ -177,6 +180,7 @@ class MoodleResource(ConfigurableResource):
             base_delay_ms=self.base_delay_ms,
             max_delay_ms=self.max_delay_ms,
             requests_per_second=self.requests_per_second,
+            throttle_burst=self.throttle_burst,
             retry_after_cap_ms=self.retry_after_cap_ms,
             connect_timeout_s=self.connect_timeout_s,
             read_timeout_s=self.read_timeout_s,

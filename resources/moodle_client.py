@@ -5,23 +5,26 @@ re-exports of everything below); see its docstring for the design. This module i
 of Dagster so that a plain process (the benchmark, a worker script) imports it in
 milliseconds.
 """
+
 from __future__ import annotations
 
 import http.cookiejar
 import logging
+import math
 import random
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import requests
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from resources.config import ConfigError, env_float, env_int, env_str, validate_http_url
+from moodle_assets.core.validation import ConfigError, validate_http_url
 from resources.moodle_errors import (
     DEFAULT_RATELIMIT_ERRORCODE_PATTERN,
     DEFAULT_RATELIMIT_MESSAGE_PATTERN,
@@ -40,37 +43,25 @@ logger = logging.getLogger("resources.moodle")
 
 ENDPOINT_PATH = "/webservice/rest/server.php"
 
-# Environment variables and defaults (design.md "Contract: environment variables").
-ENV_MAX_RETRIES = "MOODLE_RATE_LIMIT_MAX_RETRIES"
-ENV_BASE_DELAY_MS = "MOODLE_RATE_LIMIT_BASE_DELAY_MS"
-ENV_MAX_DELAY_MS = "MOODLE_RATE_LIMIT_MAX_DELAY_MS"
-ENV_RPS = "MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND"
-ENV_RETRY_AFTER_CAP_MS = "MOODLE_RATE_LIMIT_RETRY_AFTER_CAP_MS"
-ENV_CONNECT_TIMEOUT = "MOODLE_HTTP_CONNECT_TIMEOUT_S"
-ENV_READ_TIMEOUT = "MOODLE_HTTP_READ_TIMEOUT_S"
-ENV_POOL_SIZE = "MOODLE_HTTP_POOL_SIZE"
-ENV_THROTTLE_DIR = "MOODLE_THROTTLE_DIR"
-ENV_THROTTLE_BURST = "MOODLE_RATE_LIMIT_BURST"
-ENV_RL_ERRORCODE = "MOODLE_RATE_LIMIT_ERRORCODE_PATTERN"
-ENV_RL_MESSAGE = "MOODLE_RATE_LIMIT_MESSAGE_PATTERN"
-
+# Defaults of the client's tunables (their environment variables: moodle_assets.settings).
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_BASE_DELAY_MS = 600
 DEFAULT_MAX_DELAY_MS = 8000
 DEFAULT_RPS = 5.0
 DEFAULT_RETRY_AFTER_CAP_MS = 60_000
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
-DEFAULT_READ_TIMEOUT_S = 120.0  # core_user_get_users on 20k users takes ~70 s (moodle-api.md)
+DEFAULT_READ_TIMEOUT_S = 120.0  # core_user_get_users on 20k users takes ~70 s (docs/moodle-facts.md §11)
 DEFAULT_POOL_SIZE = 8
 # Fraction of the allowed rate kept in reserve so request *arrivals* (start + network jitter)
-# do not bunch up against a proxy bucket of exactly the allowed rate. Measured with
-# benchmarks/bench_client_ratelimit.py against the emulator's proxy limiter (20 rps):
-# 0.98 of the allowed rate, 0 429s with any burst >= 2 (see resources/moodle.py docstring).
+# do not bunch up against a proxy bucket of exactly the allowed rate
+# (benchmarks/results/client-throttle.md).
 DEFAULT_THROTTLE_MARGIN = 0.02
 # Requests the throttle may run ahead of the nominal spacing to make up a late start (GCRA
 # burst tolerance, resources/throttle.py); 0 = strict spacing (for a strict burst-1 proxy).
-# 1 needs a proxy bucket of >= 2 (measured gain and trade-off: resources/throttle.py docstring).
+# 1 needs a proxy bucket of >= 2 (the trade-off: benchmarks/results/client-throttle.md).
 DEFAULT_THROTTLE_BURST = 1.0
+# A throttle wait at least this long is logged (INFO; shorter ones are the normal spacing).
+THROTTLE_LOG_SECONDS = 1.0
 
 
 # --- parameter encoding --------------------------------------------------------------
@@ -184,70 +175,53 @@ class ClientMetrics:
 # --- settings ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
 class ClientSettings:
-    """Validated, resolved client settings (fields given explicitly win over the environment)."""
+    """The client's tunables with their defaults (the environment variables that set them are
+    declared in ``moodle_assets.settings``, whose values the resource passes in). Validated on
+    construction: a bad value raises ``ConfigError`` naming the field."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        max_retries: int | None = None,
-        base_delay_ms: int | None = None,
-        max_delay_ms: int | None = None,
-        requests_per_second: float | None = None,
-        retry_after_cap_ms: int | None = None,
-        connect_timeout_s: float | None = None,
-        read_timeout_s: float | None = None,
-        pool_size: int | None = None,
-        throttle_dir: str | None = None,
-        throttle_margin: float | None = None,
-        ratelimit_errorcode_pattern: str | None = None,
-        ratelimit_message_pattern: str | None = None,
-        env: Mapping[str, str] | None = None,
-        throttle_burst: float | None = None,
-    ) -> None:
-        self.url = validate_http_url("MOODLE_URL", url)
+    url: str
+    max_retries: int = DEFAULT_MAX_RETRIES
+    base_delay_ms: int = DEFAULT_BASE_DELAY_MS
+    max_delay_ms: int = DEFAULT_MAX_DELAY_MS
+    requests_per_second: float = DEFAULT_RPS
+    retry_after_cap_ms: int = DEFAULT_RETRY_AFTER_CAP_MS
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    pool_size: int = DEFAULT_POOL_SIZE
+    throttle_dir: str | None = None  # None: default_throttle_dir()
+    throttle_margin: float = DEFAULT_THROTTLE_MARGIN
+    throttle_burst: float = DEFAULT_THROTTLE_BURST
+    ratelimit_errorcode_pattern: str = DEFAULT_RATELIMIT_ERRORCODE_PATTERN
+    ratelimit_message_pattern: str = DEFAULT_RATELIMIT_MESSAGE_PATTERN
+    ratelimit_errorcode: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    ratelimit_message: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
-        def pick_int(value: int | None, name: str, default: int, minimum: int) -> int:
-            if value is None:
-                return env_int(name, default, minimum=minimum, env=env)
-            if value < minimum:
-                raise ConfigError(f"{name} (resource field) must be >= {minimum}, got {value}")
-            return int(value)
-
-        def pick_float(value: float | None, name: str, default: float, minimum: float, strict: bool = False) -> float:
-            result = env_float(name, default, minimum=minimum, env=env) if value is None else float(value)
-            if result < minimum or (strict and result <= minimum):
-                raise ConfigError(f"{name} must be {'>' if strict else '>='} {minimum}, got {result}")
-            return result
-
-        self.max_retries = pick_int(max_retries, ENV_MAX_RETRIES, DEFAULT_MAX_RETRIES, 0)
-        self.base_delay_ms = pick_int(base_delay_ms, ENV_BASE_DELAY_MS, DEFAULT_BASE_DELAY_MS, 0)
-        self.max_delay_ms = pick_int(max_delay_ms, ENV_MAX_DELAY_MS, DEFAULT_MAX_DELAY_MS, 0)
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalise in place, once
+        set_(self, "url", validate_http_url("MOODLE_URL", self.url))
+        for name, low in _INT_MINIMUMS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be a whole number >= {low}, got {value!r}")
+        for name, floor, strict in _FLOAT_MINIMUMS:
+            value = getattr(self, name)
+            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+            if not math.isfinite(number) or number < floor or (strict and number <= floor):
+                raise ConfigError(f"{name} must be a number {'>' if strict else '>='} {floor:g}, got {value!r}")
+            set_(self, name, number)
         if self.max_delay_ms < self.base_delay_ms:
-            raise ConfigError(
-                f"{ENV_MAX_DELAY_MS} ({self.max_delay_ms}) must be >= {ENV_BASE_DELAY_MS} ({self.base_delay_ms})"
-            )
-        self.requests_per_second = pick_float(requests_per_second, ENV_RPS, DEFAULT_RPS, 0.0)
-        self.retry_after_cap_ms = pick_int(retry_after_cap_ms, ENV_RETRY_AFTER_CAP_MS, DEFAULT_RETRY_AFTER_CAP_MS, 0)
-        self.connect_timeout_s = pick_float(connect_timeout_s, ENV_CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT_S, 0.0, True)
-        self.read_timeout_s = pick_float(read_timeout_s, ENV_READ_TIMEOUT, DEFAULT_READ_TIMEOUT_S, 0.0, True)
-        self.pool_size = pick_int(pool_size, ENV_POOL_SIZE, DEFAULT_POOL_SIZE, 1)
-        self.throttle_dir = throttle_dir or env_str(ENV_THROTTLE_DIR, None, env=env) or str(default_throttle_dir())
-        self.throttle_margin = DEFAULT_THROTTLE_MARGIN if throttle_margin is None else float(throttle_margin)
+            raise ConfigError(f"max_delay_ms ({self.max_delay_ms}) must be >= base_delay_ms ({self.base_delay_ms})")
         if not 0.0 <= self.throttle_margin < 1.0:
             raise ConfigError(f"throttle_margin must be in [0, 1), got {self.throttle_margin}")
-        self.throttle_burst = pick_float(throttle_burst, ENV_THROTTLE_BURST, DEFAULT_THROTTLE_BURST, 0.0)
-
-        def pick_pattern(value: str | None, name: str, default: str) -> re.Pattern[str]:
-            text = value if value is not None else env_str(name, default, env=env)
+        set_(self, "throttle_dir", str(self.throttle_dir or default_throttle_dir()))
+        for name in ("ratelimit_errorcode", "ratelimit_message"):
+            text = getattr(self, f"{name}_pattern")
             try:
-                return re.compile(text or default)
+                set_(self, name, re.compile(text))
             except re.error as exc:
-                raise ConfigError(f"{name} must be a regular expression, got {text!r} ({exc})") from None
-
-        self.ratelimit_errorcode = pick_pattern(ratelimit_errorcode_pattern, ENV_RL_ERRORCODE, DEFAULT_RATELIMIT_ERRORCODE_PATTERN)
-        self.ratelimit_message = pick_pattern(ratelimit_message_pattern, ENV_RL_MESSAGE, DEFAULT_RATELIMIT_MESSAGE_PATTERN)
+                raise ConfigError(f"{name}_pattern must be a regular expression, got {text!r} ({exc})") from None
 
     @property
     def effective_rps(self) -> float:
@@ -269,10 +243,19 @@ class ClientSettings:
         }
 
 
-def validate_env(env: Mapping[str, str] | None = None) -> None:
-    """Validate the MOODLE_RATE_LIMIT_* / MOODLE_HTTP_* variables now (call at start-up):
-    raises ``ConfigError`` with one line naming the bad variable."""
-    ClientSettings("http://placeholder.invalid", env=env)
+_INT_MINIMUMS = (
+    ("max_retries", 0),
+    ("base_delay_ms", 0),
+    ("max_delay_ms", 0),
+    ("retry_after_cap_ms", 0),
+    ("pool_size", 1),
+)
+_FLOAT_MINIMUMS = (
+    ("requests_per_second", 0.0, False),
+    ("connect_timeout_s", 0.0, True),
+    ("read_timeout_s", 0.0, True),
+    ("throttle_burst", 0.0, False),
+)
 
 
 # --- logging hygiene -------------------------------------------------------------------
@@ -319,7 +302,7 @@ class MoodleApi(Protocol):
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    def set_ok(self, cookie, request):  # type: ignore[no-untyped-def]
+    def set_ok(self, cookie, request):
         return False
 
 
@@ -338,6 +321,8 @@ class MoodleClient:
     ) -> None:
         if not isinstance(token, str) or not token.strip():
             raise ConfigError("MOODLE_TOKEN is not set (it must be the site's web-service token)")
+        if settings is not None and overrides:
+            raise TypeError("give either settings or keyword overrides, not both")
         self.settings = settings or ClientSettings(url, **overrides)
         self._token = token.strip()
         self.endpoint = self.settings.url + ENDPOINT_PATH
@@ -345,14 +330,15 @@ class MoodleClient:
         self._sleep = sleep
         self._rng = rng
         self.throttle = HostThrottle(
-            self.settings.url, self.settings.effective_rps, self.settings.throttle_dir, burst=self.settings.throttle_burst
+            self.settings.url,
+            self.settings.effective_rps,
+            self.settings.throttle_dir,
+            burst=self.settings.throttle_burst,
         )
         self._session = requests.Session()
         self._session.cookies.set_policy(_NoCookies())
         self._session.trust_env = True
-        adapter = HTTPAdapter(
-            pool_connections=1, pool_maxsize=self.settings.pool_size, pool_block=True, max_retries=0
-        )
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.settings.pool_size, pool_block=True, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers.update({"Accept": "application/json", "User-Agent": "moodle-integration/0.1"})
@@ -454,14 +440,16 @@ class MoodleClient:
             raise ValueError("page_size must be >= 1")
         base = dict(params or {})
         options = [
-            o for o in list(base.get("options") or [])
+            o
+            for o in list(base.get("options") or [])
             if not (isinstance(o, Mapping) and o.get("name") in ("limitfrom", "limitnumber"))
         ]
         offset = 0
         pages = 0
         while True:
             page_params = dict(base)
-            page_params["options"] = options + [
+            page_params["options"] = [
+                *options,
                 {"name": "limitfrom", "value": offset},
                 {"name": "limitnumber", "value": page_size},
             ]
@@ -498,7 +486,11 @@ class MoodleClient:
         opts = list(options)
         if userfields:
             opts.append({"name": "userfields", "value": ",".join(userfields)})
-        return list(self.iter_paginated("core_enrol_get_enrolled_users", {"courseid": courseid, "options": opts}, page_size=page_size))
+        return list(
+            self.iter_paginated(
+                "core_enrol_get_enrolled_users", {"courseid": courseid, "options": opts}, page_size=page_size
+            )
+        )
 
     # internals
     def _attempt(self, method: str, wsfunction: str, params: Mapping[str, Any] | None) -> Any:
@@ -506,6 +498,13 @@ class MoodleClient:
         fields += encode_params(params)
         waited = self.throttle.acquire()
         self.metrics.throttled(waited)
+        if waited >= THROTTLE_LOG_SECONDS:
+            logger.info(
+                "moodle %s: waited %.1f s for the shared request budget (%g requests/s for this site on this host)",
+                wsfunction,
+                waited,
+                self.settings.requests_per_second,
+            )
         self.metrics.request(wsfunction)
         timeout = (self.settings.connect_timeout_s, self.settings.read_timeout_s)
         started = time.monotonic()
@@ -556,15 +555,22 @@ class MoodleClient:
                 error.retryable = False
                 error.message = (
                     f"{error.message}; the server asked to retry after {too_long.raw!r} (= {too_long.seconds:.0f} s), "
-                    f"beyond the {cap:.0f} s cap ({ENV_RETRY_AFTER_CAP_MS}), so the call fails now instead of waiting"
+                    f"beyond the {cap:.0f} s cap (MOODLE_RATE_LIMIT_RETRY_AFTER_CAP_MS), so the call fails now "
+                    "instead of waiting"
                 )
                 error.hint = (
                     "the site asks for a long pause: re-run the sync later, or lower "
-                    f"{ENV_RPS} so the proxy stops limiting"
+                    "MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND so the proxy stops limiting"
                 )
                 error.args = (error._render(),)
             else:
                 # Everyone on this host pauses, not only this thread.
+                logger.warning(
+                    "moodle %s: the site asked to retry after %s (%.1f s); every request to it from this host pauses",
+                    wsfunction,
+                    raw_retry_after,
+                    retry_after,
+                )
                 self.throttle.penalize(retry_after)
         return self._raise(error)
 
@@ -580,18 +586,27 @@ class MoodleClient:
             return MoodleTransientError(
                 f"no answer within {self.settings.read_timeout_s:g} s ({detail})",
                 wsfunction=wsfunction,
-                hint=f"the call is too heavy for the site or it is overloaded: raise {ENV_READ_TIMEOUT} or request fewer rows per call",
+                hint="the call is too heavy for the site or it is overloaded: raise MOODLE_HTTP_READ_TIMEOUT_S or "
+                "request fewer rows per call",
                 retryable=False,
             )
-        if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                            requests.exceptions.ContentDecodingError)):
+        if isinstance(
+            exc,
+            (
+                requests.exceptions.ConnectionError,
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError,
+            ),
+        ):
             return MoodleTransientError(
                 f"connection failed or dropped ({detail})",
                 wsfunction=wsfunction,
                 hint="check MOODLE_URL and that the site is reachable; the sync can be re-run once it is",
                 retryable=True,
             )
-        if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)):
+        if isinstance(
+            exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
+        ):
             return MoodleUnknownError(f"invalid site URL ({detail})", wsfunction=wsfunction, hint="check MOODLE_URL")
         return MoodleUnknownError(f"HTTP request failed ({detail})", wsfunction=wsfunction)
 
@@ -618,5 +633,10 @@ class MoodleClient:
         summary = getattr(exc, "message", "")
         logger.warning(
             "moodle %s: %s (%s); retry %d/%d in %.2f s",
-            getattr(exc, "wsfunction", "?"), kind, summary, state.attempt_number, self.settings.max_retries, wait,
+            getattr(exc, "wsfunction", "?"),
+            kind,
+            summary,
+            state.attempt_number,
+            self.settings.max_retries,
+            wait,
         )

@@ -11,6 +11,7 @@ Re-exported from ``resources.moodle``; import from there.
 Token safety: nothing in this module ever sees the token. Every text that comes from outside
 (server messages, requests exception texts) passes through ``scrub`` before it is stored.
 """
+
 from __future__ import annotations
 
 import json
@@ -137,7 +138,9 @@ class MoodleInvalidParameterError(MoodleError):
     """Moodle rejected the parameters (missing, extra, wrongly typed, or an unknown criterion)."""
 
     kind = "invalid_parameter"
-    default_hint = "the call's parameters do not match this Moodle version's function signature; this is a bug in the caller"
+    default_hint = (
+        "the call's parameters do not match this Moodle version's function signature; this is a bug in the caller"
+    )
 
 
 class MoodleMissingRecordError(MoodleError):
@@ -254,7 +257,13 @@ def error_from_payload(
     debuginfo = scrub(str(debuginfo), secrets) if debuginfo is not None else None
     cls_name = short_class(exception)
     code = (errorcode or "").lower()
-    common = dict(wsfunction=wsfunction, errorcode=errorcode, exception=exception, status=200, debuginfo=debuginfo)
+    common: dict[str, Any] = {
+        "wsfunction": wsfunction,
+        "errorcode": errorcode,
+        "exception": exception,
+        "status": 200,
+        "debuginfo": debuginfo,
+    }
 
     rl_code = ratelimit_errorcode or re.compile(DEFAULT_RATELIMIT_ERRORCODE_PATTERN)
     rl_msg = ratelimit_message or re.compile(DEFAULT_RATELIMIT_MESSAGE_PATTERN)
@@ -279,7 +288,11 @@ def error_from_payload(
             retryable=False,
             **common,
         )
-    if code in _ACCESS_CODES or cls_name in {"required_capability_exception", "restricted_context_exception", "require_login_exception"}:
+    if code in _ACCESS_CODES or cls_name in {
+        "required_capability_exception",
+        "restricted_context_exception",
+        "require_login_exception",
+    }:
         return MoodleAccessError(
             f"access denied: {message}",
             hint="give the token's user the capability / course access this function needs (or enrol it), "
@@ -292,7 +305,8 @@ def error_from_payload(
         if "external_functions" in f"{message} {debuginfo or ''}":
             return MoodleMissingRecordError(
                 f"unknown web service function: {message}",
-                hint="the function does not exist on this Moodle version; check the function name and the site's release",
+                hint="the function does not exist on this Moodle version; check the function name and the "
+                "site's release",
                 **common,
             )
         return MoodleMissingRecordError(f"record not found: {message}", **common)
@@ -303,9 +317,7 @@ def is_error_payload(data: Any) -> bool:
     return isinstance(data, dict) and "exception" in data and ("errorcode" in data or "message" in data)
 
 
-def unexpected_warnings(
-    result: Any, allowed: Iterable[str] = ()
-) -> list[dict[str, Any]]:
+def unexpected_warnings(result: Any, allowed: Iterable[str] = ()) -> list[dict[str, Any]]:
     """The ``warnings`` entries of a result whose ``warningcode`` is not in ``allowed``."""
     if not isinstance(result, dict):
         return []
@@ -316,7 +328,9 @@ def unexpected_warnings(
     return [w for w in warnings if not (isinstance(w, dict) and w.get("warningcode") in allowed_set)]
 
 
-def raise_for_warnings(result: Any, wsfunction: str | None = None, allowed: Iterable[str] = (), secrets: Iterable[str] = ()) -> Any:
+def raise_for_warnings(
+    result: Any, wsfunction: str | None = None, allowed: Iterable[str] = (), secrets: Iterable[str] = ()
+) -> Any:
     """Return ``result`` unchanged, or raise ``MoodleUnexpectedWarningsError`` if it carries
     warnings other than the ``allowed`` warning codes."""
     bad = unexpected_warnings(result, allowed)
@@ -367,7 +381,11 @@ def classify_response(
 
     if decoded and is_error_payload(data):
         err = error_from_payload(
-            data, wsfunction, ratelimit_errorcode=ratelimit_errorcode, ratelimit_message=ratelimit_message, secrets=secrets
+            data,
+            wsfunction,
+            ratelimit_errorcode=ratelimit_errorcode,
+            ratelimit_message=ratelimit_message,
+            secrets=secrets,
         )
         err.status = status
         if isinstance(err, MoodleRateLimitedError):
@@ -375,7 +393,7 @@ def classify_response(
         err.args = (err._render(),)
         return None, err
 
-    common = dict(wsfunction=wsfunction, status=status, retry_after=retry_after)
+    common: dict[str, Any] = {"wsfunction": wsfunction, "status": status, "retry_after": retry_after}
     if status == 429:
         return None, MoodleRateLimitedError("HTTP 429 Too Many Requests from the site or its proxy", **common)
     if status in (502, 503, 504):
@@ -394,7 +412,8 @@ def classify_response(
     if status == 401 or status == 403:
         return None, MoodleAccessError(
             f"HTTP {status} from the site or a proxy in front of it (not a Moodle error body)",
-            hint="a proxy/WAF or HTTP authentication in front of Moodle refused the request; check MOODLE_URL and the proxy's rules",
+            hint="a proxy/WAF or HTTP authentication in front of Moodle refused the request; check MOODLE_URL and "
+            "the proxy's rules",
             **common,
         )
     if status == 404:
@@ -413,14 +432,17 @@ def classify_response(
     if _looks_like_html(stripped, content_type):
         return None, MoodleTransientError(
             "an HTML page came back instead of JSON (proxy error page, login redirect or PHP error)",
-            hint="check MOODLE_URL points at the Moodle site itself; if it does, the site or its proxy served an error page",
+            hint="check MOODLE_URL points at the Moodle site itself; if it does, the site or its proxy served an "
+            "error page",
             retryable=False,
             **common,
         )
     if stripped.startswith("<"):
         return None, MoodleUnknownError(
-            "an XML answer came back instead of JSON", hint="the site ignored moodlewsrestformat=json; check MOODLE_URL", **common
+            "an XML answer came back instead of JSON",
+            hint="the site ignored moodlewsrestformat=json; check MOODLE_URL",
+            **common,
         )
-    if stripped[0] in "[{\"" or stripped[0].isdigit():
+    if stripped[0] in '[{"' or stripped[0].isdigit():
         return None, MoodleTransientError("truncated or malformed JSON response (connection cut short?)", **common)
     return None, MoodleUnknownError("the response is neither JSON nor a known error page", **common)

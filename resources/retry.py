@@ -14,12 +14,13 @@ The policy ("full jitter", as in the AWS architecture blog post on backoff):
 Nothing here sleeps, reads a clock or draws random numbers by itself: the random draw and
 ``now`` are parameters, so every rule is checkable with Hypothesis.
 """
+
 from __future__ import annotations
 
 import math
 import random
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 # 2**60 * any sane base is already astronomically larger than any cap: clamp the exponent so
@@ -114,8 +115,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when is None:  # pragma: no cover - older Pythons returned None
         return None
     if when.tzinfo is None:  # "-0000" means UTC per RFC 5322
-        when = when.replace(tzinfo=timezone.utc)
-    reference = now if now is not None else datetime.now(timezone.utc)
+        when = when.replace(tzinfo=UTC)
+    reference = now if now is not None else datetime.now(UTC)
     if reference.tzinfo is None:
-        reference = reference.replace(tzinfo=timezone.utc)
+        reference = reference.replace(tzinfo=UTC)
     return max(0.0, (when - reference).total_seconds())

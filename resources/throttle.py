@@ -13,9 +13,9 @@ its state in a small file, updated under ``fcntl.flock``.
   site*, not to a job — a pool limits concurrent runs, not requests per second, and a run of
   ``sync_course_catalog`` and one of ``sync_enrollments`` (separate processes launched by the
   daemon) must share it. A database round trip per request would cost more than the request
-  budget it protects, and the client must not know the app database (design.md layering).
+  budget it protects, and the client must not know the app database (README "Architecture").
   ``flock`` is atomic across processes, released by the kernel if a process dies holding it,
-  and needs nothing installed. Scope: one host (the design's deployment: web + daemon + run
+  and needs nothing installed. Scope: one host (the project's deployment: web + daemon + run
   workers on one machine). Several hosts would need a network store (Redis) — not built.
 * The file is keyed by a SHA-256 of the normalised site URL (never the token), so syncs of
   different Moodle sites do not slow each other down, while every client of one site shares
@@ -41,17 +41,13 @@ its state in a small file, updated under ``fcntl.flock``.
   bucket of ``burst + 1`` requests (the emulator's default bucket = rps; common proxies allow
   more than 1); against a strict burst-1 proxy use 0 (and even then the server's own jitter
   causes a few 429s, see resources/moodle.py). Idle time beyond the tolerance is never banked.
-  Measured at 20 rps against the emulator's proxy (bucket 20), 2 shared cores: full sync at
-  scale S 5.45-5.52 s with burst 0 vs 5.39 s with burst 1 (lower bound 105 requests / 20 rps
-  = 5.25 s; the 2 % margin alone makes it 5.36 s), re-sync 5.39-5.53 s vs 5.32-5.36 s; scale M
-  56.9 s vs 56.2 s (bound 52.4 s, margin 53.4 s, + ~3 s of write transactions); 0 429s.
-  benchmarks/bench_client_ratelimit.py: 0.979 of the allowed rate with burst 0, 0.990 with 1,
-  0.995 with 2, 0 429s. Against a strict burst-1 proxy both lose (one run each: 11 vs 7 429s).
+  The measured effect of each burst value: ``benchmarks/results/client-throttle.md``.
 * If the directory is not writable (another user's, read-only), the throttle logs a warning
   and limits this process alone rather than failing the sync.
 * ``penalize(seconds)`` pushes TAT forward when the server says "Retry-After": every thread
   and process then pauses, not just the one that was told.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -131,7 +127,8 @@ class HostThrottle:
             logger.warning(
                 "moodle throttle: cannot use %s (%s); throttling this process only — set MOODLE_THROTTLE_DIR "
                 "to a directory every sync process can write",
-                self.path, exc.strerror or exc,
+                self.path,
+                exc.strerror or exc,
             )
 
     @property
@@ -158,9 +155,9 @@ class HostThrottle:
             raw = os.pread(fd, _STATE.size, 0)
             now = self._clock()
             tat, last = _STATE.unpack(raw) if len(raw) == _STATE.size else (0.0, 0.0)
-            if not tat == tat or tat > now + self._max_ahead:  # NaN or clock jumped back
+            if tat != tat or tat > now + self._max_ahead:  # NaN or clock jumped back
                 tat = now
-            if not last == last or last > now + self._max_ahead:
+            if last != last or last > now + self._max_ahead:
                 last = 0.0
             new_tat, new_last, result = fn(tat, last, now)
             os.pwrite(fd, _STATE.pack(new_tat, new_last), 0)

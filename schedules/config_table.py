@@ -1,16 +1,19 @@
 """Read and write the per-target config rows (`integration_sync_config`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
+from moodle_assets.core.clock import utcnow
+from moodle_assets.core.targets import SyncTarget
 from moodle_assets.store.db import transaction
-from moodle_assets.store.sync_runs import add_skip_row
 from moodle_assets.store.models import IntegrationSyncConfig
-from moodle_assets.store.types import utcnow
-from moodle_assets.targets import SyncTarget
+
+from .due import next_run_after_change, next_slot
 
 # Bounds for frequency_minutes: at least once every 30 days, at most every minute.
 MIN_FREQUENCY_MINUTES = 1
@@ -53,14 +56,16 @@ def parse_frequency(value: object) -> int:
             raise ConfigValidationError(f"frequency must be a whole number of minutes, got {value[:40]!r}")
         if len(text.lstrip("0")) > len(str(MAX_FREQUENCY_MINUTES)):  # and int() refuses > 4,300 digits
             raise ConfigValidationError(
-                f"frequency must be between {MIN_FREQUENCY_MINUTES} and {MAX_FREQUENCY_MINUTES} minutes (30 days), got {text[:12]}…"
+                f"frequency must be between {MIN_FREQUENCY_MINUTES} and {MAX_FREQUENCY_MINUTES} minutes (30 days), "
+                f"got {text[:12]}…"
             )
         value = int(text)
     if not isinstance(value, int):
         raise ConfigValidationError(f"frequency must be a whole number of minutes, got {value!r}")
     if not MIN_FREQUENCY_MINUTES <= value <= MAX_FREQUENCY_MINUTES:
         raise ConfigValidationError(
-            f"frequency must be between {MIN_FREQUENCY_MINUTES} and {MAX_FREQUENCY_MINUTES} minutes (30 days), got {value}"
+            f"frequency must be between {MIN_FREQUENCY_MINUTES} and {MAX_FREQUENCY_MINUTES} minutes (30 days), "
+            f"got {value}"
         )
     return value
 
@@ -89,8 +94,6 @@ def update_config(
     now: datetime | None = None,
 ) -> TargetConfig:
     """Change a target's schedule; the next sensor tick uses it (no deploy)."""
-    from .due import next_run_after_change
-
     now = now or utcnow()
     if frequency_minutes is not None:
         frequency_minutes = parse_frequency(frequency_minutes)
@@ -113,31 +116,36 @@ def update_config(
         return _to_config(row)
 
 
+def mark_started(session: Session, target: SyncTarget, now: datetime) -> None:
+    """A sync of `target` started (in the caller's transaction): `last_run_at` is now and the
+    next slot keeps the rhythm of the one just taken (`due.next_slot`)."""
+    config = session.get(IntegrationSyncConfig, target.value)
+    if config is None:
+        return
+    config.next_run_at = (
+        next_slot(scheduled_at=config.next_run_at, started_at=now, frequency_minutes=config.frequency_minutes)
+        if config.enabled
+        else None
+    )
+    config.last_run_at = now
+
+
 def move_slot(
-    engine: Engine,
+    session: Session,
     target: SyncTarget,
     *,
     expected_next_run_at: datetime | None,
     new_next_run_at: datetime,
-    skip_reason: str | None = None,
-    now: datetime | None = None,
-) -> int | None:
-    """Move a due target's `next_run_at` on from the slot the caller saw, once.
+) -> bool:
+    """Move an enabled target's `next_run_at` on from the slot the caller saw, once, in the
+    caller's transaction.
 
     Compare-and-set: if the row no longer holds `expected_next_run_at` (another tick, a claim
-    or an operator moved it) nothing happens and None is returned. With `skip_reason`, a
-    SKIPPED history row (trigger SCHEDULE) is written in the same transaction and its id is
-    returned, so a slot is recorded as skipped exactly once; without it, 0 is returned.
-    `last_run_at` is left alone: nothing ran.
+    or an operator moved it) nothing changes and False is returned. `last_run_at` is left
+    alone: nothing ran. (`history.SyncHistory.skip_slot` records the skipped slot with it.)
     """
-    from moodle_assets.targets import SyncTrigger
-
-    now = now or utcnow()
-    with transaction(engine) as session:
-        row = session.get(IntegrationSyncConfig, target.value, with_for_update=True)
-        if row is None or not row.enabled or row.next_run_at != expected_next_run_at:
-            return None
-        row.next_run_at = new_next_run_at
-        if skip_reason is None:
-            return 0
-        return add_skip_row(session, target.value, SyncTrigger.SCHEDULE.value, skip_reason, now=now)
+    row = session.get(IntegrationSyncConfig, target.value, with_for_update=True)
+    if row is None or not row.enabled or row.next_run_at != expected_next_run_at:
+        return False
+    row.next_run_at = new_next_run_at
+    return True

@@ -7,6 +7,7 @@ Rules:
   slow runs or late ticks), but never in the past: after downtime a target runs once, then
   returns to its normal rhythm (no catch-up storm).
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta

@@ -16,6 +16,7 @@ busy (have a RUNNING history row) and returns one `Decision` per target:
 
 No I/O here: the sensor reads the rows, calls this, then acts.
 """
+
 from __future__ import annotations
 
 import enum
@@ -23,13 +24,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from moodle_assets.targets import TARGET_SPECS, SyncTarget
+from moodle_assets.core.targets import TARGET_SPECS, SyncTarget
 
 from .config_table import TargetConfig
 from .due import is_due, next_slot
 
+# How often the schedule is looked at (seconds; MOODLE_SCHEDULE_SENSOR_INTERVAL_SECONDS).
+DEFAULT_TICK_SECONDS = 30
 
-class Action(str, enum.Enum):
+
+class Action(enum.StrEnum):
     DISABLED = "DISABLED"
     NOT_DUE = "NOT_DUE"
     SKIP = "SKIP"
@@ -78,7 +82,12 @@ def plan_tick(configs: Sequence[TargetConfig], busy: Mapping[SyncTarget, str], n
             continue
         if target not in due:
             decisions.append(
-                Decision(target, Action.NOT_DUE, config.next_run_at, f"{target.value}: next run at {fmt_time(config.next_run_at)}")
+                Decision(
+                    target,
+                    Action.NOT_DUE,
+                    config.next_run_at,
+                    f"{target.value}: next run at {fmt_time(config.next_run_at)}",
+                )
             )
             continue
         if target in busy:
@@ -95,8 +104,17 @@ def plan_tick(configs: Sequence[TargetConfig], busy: Mapping[SyncTarget, str], n
         if blockers:
             names = " and ".join(u.value for u in blockers)
             decisions.append(
-                Decision(target, Action.WAIT, config.next_run_at, f"{target.value}: due, waiting for {names} to sync first")
+                Decision(
+                    target, Action.WAIT, config.next_run_at, f"{target.value}: due, waiting for {names} to sync first"
+                )
             )
             continue
-        decisions.append(Decision(target, Action.LAUNCH, config.next_run_at, f"{target.value}: due since {fmt_time(config.next_run_at or now)}"))
+        decisions.append(
+            Decision(
+                target,
+                Action.LAUNCH,
+                config.next_run_at,
+                f"{target.value}: due since {fmt_time(config.next_run_at or now)}",
+            )
+        )
     return decisions

@@ -11,40 +11,34 @@ A run worker killed outright sends no event at all: its row is closed by ghost
 reconciliation on the next schedule tick (heartbeat timeout, or run monitoring marking the
 run failed, which also triggers the failure sensor).
 """
+
 from __future__ import annotations
 
 from dagster import (
     AssetKey,
+    DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunStatusSensorContext,
+    SensorDefinition,
     run_failure_sensor,
     run_status_sensor,
 )
-from dagster._core.storage.dagster_run import DagsterRun
-from sqlalchemy import Engine, select
 
-from moodle_assets.redaction import MAX_ERROR_CHARS, redact
-from moodle_assets.store import sync_runs
-from moodle_assets.store.db import transaction
-from moodle_assets.store.models import IntegrationSyncRun
-from moodle_assets.store.types import utcnow
-from moodle_assets.targets import (
+from moodle_assets.core.targets import (
     ALL_JOB_NAMES,
     SYNC_ALL_JOB_NAME,
     TAG_TARGET,
     TAG_TRIGGER,
+    TARGET_ORDER,
     TARGET_SPECS,
-    SyncStatus,
     SyncTarget,
     SyncTrigger,
     target_for_job,
 )
-
-from .common import app_engine, sensor_interval_seconds
-
-_ORDER = list(SyncTarget)
+from moodle_assets.history import SyncHistory
+from resources.app_db import AppDatabaseResource
 
 
 def run_targets(run: DagsterRun) -> list[SyncTarget]:
@@ -54,7 +48,7 @@ def run_targets(run: DagsterRun) -> list[SyncTarget]:
         return []
     if run.asset_selection:  # empty: not restricted (execute_in_process sets frozenset())
         keys = set(run.asset_selection)
-        return [t for t in _ORDER if AssetKey(TARGET_SPECS[t].asset_name) in keys]
+        return [t for t in TARGET_ORDER if AssetKey(TARGET_SPECS[t].asset_name) in keys]
     found: list[SyncTarget] = []
     for part in (run.tags.get(TAG_TARGET) or "").split(","):
         try:
@@ -64,53 +58,22 @@ def run_targets(run: DagsterRun) -> list[SyncTarget]:
         if target is not None and target not in found:
             found.append(target)
     if found:
-        return [t for t in _ORDER if t in found]
+        return [t for t in TARGET_ORDER if t in found]
     single = target_for_job(run.job_name)
     if single is not None:
         return [single]
-    return list(_ORDER) if run.job_name == SYNC_ALL_JOB_NAME else []
+    return list(TARGET_ORDER) if run.job_name == SYNC_ALL_JOB_NAME else []
 
 
-def _trigger(run: DagsterRun) -> str:
-    value = (run.tags.get(TAG_TRIGGER) or "").upper()
-    return value if value in SyncTrigger.__members__ else SyncTrigger.MANUAL.value
-
-
-def _clip(text: str) -> str:
-    text = redact(text) or ""
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
-
-
-def close_ended_run(engine: Engine, run: DagsterRun, *, canceled: bool, message: str) -> dict[str, list[int]]:
+def close_ended_run(history: SyncHistory, run: DagsterRun, *, canceled: bool, message: str) -> dict[str, list[int]]:
     """Close what a failed/canceled Dagster run left open; returns the row ids touched."""
     targets = run_targets(run)
     if not targets:
         return {"closed": [], "recorded": []}
-    text = _clip(message)
-    closed = sync_runs.close_runs_of_dagster_run(engine, run.run_id, error=text)
-    recorded: list[int] = []
-    now = utcnow()
-    with transaction(engine) as session:
-        seen = set(
-            session.scalars(select(IntegrationSyncRun.target).where(IntegrationSyncRun.dagster_run_id == run.run_id)).all()
-        )
-        for target in targets:
-            if target.value in seen:
-                continue
-            row = IntegrationSyncRun(
-                target=target.value,
-                status=SyncStatus.SKIPPED.value if canceled else SyncStatus.FAILED.value,
-                trigger=_trigger(run),
-                dagster_run_id=run.run_id,
-                started_at=now,
-                finished_at=now,
-                forced=False,
-                error=None if canceled else _clip(f"not started: {message}"),
-                skip_reason=_clip(f"not started: {message}") if canceled else None,
-            )
-            session.add(row)
-            session.flush()
-            recorded.append(row.id)
+    closed = history.close_dagster_run(run.run_id, error=message)
+    recorded = history.record_not_started(
+        run.run_id, targets, SyncTrigger.from_tag(run.tags.get(TAG_TRIGGER)), canceled=canceled, message=message
+    )
     return {"closed": closed, "recorded": recorded}
 
 
@@ -134,31 +97,38 @@ def failure_message(context: RunFailureSensorContext) -> str:
         parts.append(f"step {event.step_key}: {detail}")
     if not parts:  # failed outside a step: resources, the run worker, run monitoring
         data = context.failure_event.event_specific_data
-        parts.append(_root_message(getattr(data, "error", None)) or _first_line(context.failure_event.message) or "run failed")
+        parts.append(
+            _root_message(getattr(data, "error", None)) or _first_line(context.failure_event.message) or "run failed"
+        )
     return f"Dagster run {run_id} failed: " + "; ".join(parts)
 
 
-@run_failure_sensor(
-    name="moodle_run_failure_sensor",
-    minimum_interval_seconds=sensor_interval_seconds(),
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Closes the sync history rows of a failed Dagster run of a sync job.",
-)
-def moodle_run_failure_sensor(context: RunFailureSensorContext):
-    touched = close_ended_run(app_engine(), context.dagster_run, canceled=False, message=failure_message(context))
-    if touched["closed"] or touched["recorded"]:
-        context.log.info(f"run {context.dagster_run.run_id}: closed {touched['closed']}, recorded {touched['recorded']}")
+def build_run_status_sensors(tick_seconds: int) -> list[SensorDefinition]:
+    @run_failure_sensor(
+        name="moodle_run_failure_sensor",
+        minimum_interval_seconds=tick_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Closes the sync history rows of a failed Dagster run of a sync job.",
+    )
+    def moodle_run_failure_sensor(context: RunFailureSensorContext, app_db: AppDatabaseResource):
+        run = context.dagster_run
+        touched = close_ended_run(app_db.history(migrate=True), run, canceled=False, message=failure_message(context))
+        if touched["closed"] or touched["recorded"]:
+            context.log.info(f"run {run.run_id}: closed {touched['closed']}, recorded {touched['recorded']}")
 
+    @run_status_sensor(
+        run_status=DagsterRunStatus.CANCELED,
+        name="moodle_run_canceled_sensor",
+        minimum_interval_seconds=tick_seconds,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Closes the sync history rows of a canceled Dagster run of a sync job.",
+    )
+    def moodle_run_canceled_sensor(context: RunStatusSensorContext, app_db: AppDatabaseResource):
+        run = context.dagster_run
+        touched = close_ended_run(
+            app_db.history(migrate=True), run, canceled=True, message=f"Dagster run {run.run_id} was canceled"
+        )
+        if touched["closed"] or touched["recorded"]:
+            context.log.info(f"run {run.run_id}: closed {touched['closed']}, recorded {touched['recorded']}")
 
-@run_status_sensor(
-    run_status=DagsterRunStatus.CANCELED,
-    name="moodle_run_canceled_sensor",
-    minimum_interval_seconds=sensor_interval_seconds(),
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Closes the sync history rows of a canceled Dagster run of a sync job.",
-)
-def moodle_run_canceled_sensor(context: RunStatusSensorContext):
-    run = context.dagster_run
-    touched = close_ended_run(app_engine(), run, canceled=True, message=f"Dagster run {run.run_id} was canceled")
-    if touched["closed"] or touched["recorded"]:
-        context.log.info(f"run {run.run_id}: closed {touched['closed']}, recorded {touched['recorded']}")
+    return [moodle_run_failure_sensor, moodle_run_canceled_sensor]

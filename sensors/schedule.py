@@ -35,6 +35,7 @@ Targets due together get one run each, not one `sync_all` run:
 Dependency order is still kept: ENROLLMENTS waits (no row, slot kept) while COURSE_CATALOG or
 USER_DIRECTORY is due or syncing, and launches on the first tick after they finish.
 """
+
 from __future__ import annotations
 
 from dagster import (
@@ -42,45 +43,52 @@ from dagster import (
     DefaultSensorStatus,
     RunRequest,
     RunsFilter,
+    SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     sensor,
 )
-from dagster._core.storage.tags import RUN_KEY_TAG
 
-from moodle_assets.store import sync_runs
-from moodle_assets.store.types import utcnow
-from moodle_assets.targets import TAG_TARGET, TAG_TRIGGER, TARGET_SPECS, SyncTarget, SyncTrigger
-from schedules.config_table import list_configs, move_slot
+from moodle_assets.core.clock import utcnow
+from moodle_assets.core.targets import (
+    DAGSTER_RUN_KEY_TAG,
+    SCHEDULE_SLOT_TAG,
+    TAG_TARGET,
+    TAG_TRIGGER,
+    TARGET_SPECS,
+    SyncTarget,
+    SyncTrigger,
+)
+from moodle_assets.history import RunRow, SyncHistory
+from moodle_assets.orchestration.run_state import run_state_checker
+from resources.app_db import AppDatabaseResource
+from schedules.config_table import list_configs
 from schedules.due import next_slot
 from schedules.plan import Action, fmt_time, plan_tick, run_key, slot_label
 
-from .common import app_engine, ghost_run_state, sensor_interval_seconds
-
 SCHEDULE_SENSOR_PREFIX = "moodle_schedule_"
-TAG_SLOT = "moodle/schedule_slot"
 _ENDED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
-def _holder_text(row: sync_runs.RunRow) -> str:
+def _holder_text(row: RunRow) -> str:
     text = f"sync run #{row.id}, started {fmt_time(row.started_at)}"
     return text + (f", Dagster run {row.dagster_run_id}" if row.dagster_run_id else "")
 
 
-def evaluate_schedule(context: SensorEvaluationContext, target: SyncTarget):
+def evaluate_schedule(context: SensorEvaluationContext, target: SyncTarget, history: SyncHistory):
     """One tick for `target`: a list with its RunRequest, or a SkipReason saying what was checked."""
-    engine = app_engine()
     instance = context.instance
     now = utcnow()
     notes: list[str] = []
 
-    ghosts = sync_runs.reconcile_ghosts(engine, target=target.value, run_state=ghost_run_state(instance), now=now)
+    ghosts = history.reconcile_ghosts(target=target, run_state=run_state_checker(instance), now=now)
     if ghosts:
         notes.append("closed ghost sync run(s) " + ", ".join(f"#{g}" for g in ghosts) + " (worker lost)")
 
-    configs = list_configs(engine)
+    configs = list_configs(history.engine)
     busy: dict[SyncTarget, str] = {}
-    for row in sorted(sync_runs.running_runs(engine), key=lambda r: r.started_at):
+    running: list[RunRow] = history.running()
+    for row in sorted(running, key=lambda r: r.started_at):
         busy.setdefault(SyncTarget(row.target), _holder_text(row))
 
     requests: list[RunRequest] = []
@@ -90,39 +98,50 @@ def evaluate_schedule(context: SensorEvaluationContext, target: SyncTarget):
             continue
         config = by_target[decision.target]
         if decision.action is Action.SKIP:
-            skip_id = move_slot(
-                engine, decision.target, expected_next_run_at=decision.slot,
-                new_next_run_at=decision.next_slot, skip_reason=decision.reason, now=now,
+            assert decision.next_slot is not None
+            skip_id = history.skip_slot(
+                decision.target,
+                expected_next_run_at=decision.slot,
+                new_next_run_at=decision.next_slot,
+                reason=decision.reason,
+                now=now,
             )
             notes.append(decision.reason + (f" (sync run #{skip_id})" if skip_id else " (already recorded)"))
         elif decision.action is Action.LAUNCH:
             key = run_key(config)
-            previous = instance.get_runs(filters=RunsFilter(tags={RUN_KEY_TAG: key, TAG_TRIGGER: SyncTrigger.SCHEDULE.value}), limit=1)
+            previous = instance.get_runs(
+                filters=RunsFilter(tags={DAGSTER_RUN_KEY_TAG: key, TAG_TRIGGER: SyncTrigger.SCHEDULE.value}), limit=1
+            )
+            job_name = TARGET_SPECS[decision.target].job_name
             if not previous:
                 requests.append(
                     RunRequest(
                         run_key=key,
-                        job_name=TARGET_SPECS[decision.target].job_name,
+                        job_name=job_name,
                         tags={
                             TAG_TARGET: decision.target.value,
                             TAG_TRIGGER: SyncTrigger.SCHEDULE.value,
-                            TAG_SLOT: slot_label(config),
+                            SCHEDULE_SLOT_TAG: slot_label(config),
                         },
                     )
                 )
-                notes.append(f"{decision.reason}: launching {TARGET_SPECS[decision.target].job_name}")
+                notes.append(f"{decision.reason}: launching {job_name}")
             elif previous[0].status in _ENDED:
                 following = next_slot(
                     scheduled_at=config.next_run_at, started_at=now, frequency_minutes=config.frequency_minutes
                 )
-                move_slot(engine, decision.target, expected_next_run_at=config.next_run_at, new_next_run_at=following, now=now)
+                history.skip_slot(
+                    decision.target, expected_next_run_at=config.next_run_at, new_next_run_at=following, now=now
+                )
                 notes.append(
-                    f"{decision.target.value}: the scheduled run {previous[0].run_id} for {fmt_time(config.next_run_at or now)} "
-                    f"ended {previous[0].status.value} without syncing it; next run at {fmt_time(following)}"
+                    f"{decision.target.value}: the scheduled run {previous[0].run_id} for "
+                    f"{fmt_time(config.next_run_at or now)} ended {previous[0].status.value} without syncing it; "
+                    f"next run at {fmt_time(following)}"
                 )
             else:
                 notes.append(
-                    f"{decision.target.value}: scheduled run {previous[0].run_id} is {previous[0].status.value}, waiting for it to start"
+                    f"{decision.target.value}: scheduled run {previous[0].run_id} is {previous[0].status.value}, "
+                    "waiting for it to start"
                 )
         else:
             notes.append(decision.reason)
@@ -140,21 +159,22 @@ def schedule_sensor_name(target: SyncTarget) -> str:
     return f"{SCHEDULE_SENSOR_PREFIX}{TARGET_SPECS[target].asset_name}"
 
 
-def build_schedule_sensor(target: SyncTarget):
+def build_schedule_sensor(target: SyncTarget, tick_seconds: int) -> SensorDefinition:
     spec = TARGET_SPECS[target]
 
     @sensor(
         name=schedule_sensor_name(target),
         job_name=spec.job_name,
-        minimum_interval_seconds=sensor_interval_seconds(),
+        minimum_interval_seconds=tick_seconds,
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Launches {spec.job_name} when integration_sync_config says {target.value} is due; "
         "records SKIPPED when its previous sync is still running; closes its ghost RUNNING rows.",
     )
-    def _schedule_sensor(context: SensorEvaluationContext):
-        return evaluate_schedule(context, target)
+    def _schedule_sensor(context: SensorEvaluationContext, app_db: AppDatabaseResource):
+        return evaluate_schedule(context, target, app_db.history(migrate=True))
 
     return _schedule_sensor
 
 
-SCHEDULE_SENSORS = {target: build_schedule_sensor(target) for target in SyncTarget}
+def build_schedule_sensors(tick_seconds: int) -> dict[SyncTarget, SensorDefinition]:
+    return {target: build_schedule_sensor(target, tick_seconds) for target in SyncTarget}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
+# The real Moodle captures: tests/fixture_paths.py (REAL_MOODLE_FIXTURES and its helpers).
 
 # Variables a developer's shell may carry that would leak into tests.
 _ISOLATED_VARS = (
@@ -82,11 +82,13 @@ def migrated_engine(db_url):
     engine.dispose()
 
 
-def shared_path(*parts: str) -> Path:
-    path = SHARED_DIR.joinpath(*parts)
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the tests expect the project's shared/ folder beside the repository")
-    return path
+@pytest.fixture
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 # --- the Moodle emulator and Dagster instance, real and local ------------------------------
@@ -97,7 +99,7 @@ EMULATOR_TOKEN = "emulator-test-token-5f1c"
 @pytest.fixture
 def emulator():
     """The bundled emulator serving the real capture site's dataset on a free port."""
-    from moodle_assets.emulator import EmulatorServer
+    from moodle_emulator import EmulatorServer
 
     with EmulatorServer(scale="real", token=EMULATOR_TOKEN, port=0) as emu:
         yield emu

@@ -7,9 +7,10 @@ import pytest
 import requests
 from dagster import AssetKey, DagsterInstance
 
-from moodle_assets.definitions import defs
+from moodle_assets.core.targets import SyncTarget, SyncTrigger
+from moodle_assets.definitions import build_definitions
+from moodle_assets.history import SyncHistory
 from moodle_assets.settings import load_settings
-from moodle_assets.store import sync_runs
 from moodle_assets.store.db import engine_for
 from moodle_assets.store.migrate import upgrade
 
@@ -21,6 +22,12 @@ def instance(app_env, dagster_home):
         yield inst
 
 
+@pytest.fixture
+def defs(app_env):
+    """The code location as it loads for this test's deployment (emulator, temporary app DB)."""
+    return build_definitions(load_settings())
+
+
 def engine():
     return engine_for(load_settings().database_url)
 
@@ -30,10 +37,10 @@ def materialization(result, asset: str):
     return events[0].step_materialization_data.materialization if events else None
 
 
-def test_sync_all_records_history_metadata_and_checks(instance):
+def test_sync_all_records_history_metadata_and_checks(defs, instance):
     result = defs.resolve_job_def("sync_all").execute_in_process(instance=instance, tags={"moodle/trigger": "GRAPHQL"})
     assert result.success
-    runs = {r.target: r for r in sync_runs.list_runs(engine())}
+    runs = {r.target: r for r in SyncHistory(engine()).recent()}
     assert set(runs) == {"COURSE_CATALOG", "USER_DIRECTORY", "ENROLLMENTS"}
     assert all(r.status == "SUCCESS" and r.trigger == "GRAPHQL" and r.dagster_run_id == result.run_id for r in runs.values())
     assert runs["ENROLLMENTS"].rows_inserted == 22 and runs["ENROLLMENTS"].requests_made == 12
@@ -49,31 +56,31 @@ def test_sync_all_records_history_metadata_and_checks(instance):
     }
 
 
-def test_a_second_run_while_one_is_running_is_skipped(instance):
-    holder = sync_runs.claim_run(engine(), "COURSE_CATALOG", "API")
+def test_a_second_run_while_one_is_running_is_skipped(defs, instance):
+    holder = SyncHistory(engine()).claim(SyncTarget.COURSE_CATALOG, SyncTrigger.API)
     result = defs.resolve_job_def("sync_course_catalog").execute_in_process(instance=instance)
     assert result.success
     assert materialization(result, "course_catalog") is None  # nothing synced
-    latest = sync_runs.list_runs(engine(), target="COURSE_CATALOG", limit=1)[0]
+    latest = SyncHistory(engine()).recent(target="COURSE_CATALOG", limit=1)[0]
     assert latest.status == "SKIPPED" and latest.trigger == "MANUAL"
     assert f"#{holder.run_id}" in latest.skip_reason
 
 
-def test_enrollments_before_users_are_unmatched_and_flagged(instance):
+def test_enrollments_before_users_are_unmatched_and_flagged(defs, instance):
     assert defs.resolve_job_def("sync_course_catalog").execute_in_process(instance=instance).success
     result = defs.resolve_job_def("sync_enrollments").execute_in_process(instance=instance)
-    run = sync_runs.list_runs(engine(), target="ENROLLMENTS", limit=1)[0]
+    run = SyncHistory(engine()).recent(target="ENROLLMENTS", limit=1)[0]
     assert run.status == "SUCCESS" and run.rows_unmatched == 22 and run.rows_inserted == 0
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["no_unmatched_enrollments"] is False
 
 
-def test_failed_sync_closes_the_row_with_a_readable_error_and_no_secret(instance, app_env, caplog):
+def test_failed_sync_closes_the_row_with_a_readable_error_and_no_secret(defs, instance, app_env, caplog):
     requests.post(f"{app_env.url}/__emulator__/faults", json={"script": [{"fault": "http_503", "count": 100}]}, timeout=5)
     caplog.set_level(logging.DEBUG)
     result = defs.resolve_job_def("sync_user_directory").execute_in_process(instance=instance, raise_on_error=False)
     assert not result.success
-    run = sync_runs.list_runs(engine(), target="USER_DIRECTORY", limit=1)[0]
+    run = SyncHistory(engine()).recent(target="USER_DIRECTORY", limit=1)[0]
     assert run.status == "FAILED" and run.finished_at is not None
     assert "503" in run.error and run.retries >= 1
     token = app_env.token

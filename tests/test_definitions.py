@@ -3,8 +3,18 @@ from __future__ import annotations
 
 from dagster import AssetKey
 
-from moodle_assets.definitions import defs
-from moodle_assets.targets import ALL_JOB_NAMES, TARGET_SPECS, SyncTarget
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from moodle_assets.core.targets import ALL_JOB_NAMES, TARGET_SPECS, SyncTarget
+from moodle_assets.definitions import build_definitions
+from moodle_assets.settings import load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+defs = build_definitions(load_settings({}))
 
 
 def test_asset_keys_and_lineage_snapshot():
@@ -50,3 +60,37 @@ def test_target_parsing_accepts_job_names_and_case():
         assert "COURSE_CATALOG" in str(exc)
     else:
         raise AssertionError("unknown target accepted")
+
+
+def test_sensor_and_resource_names_snapshot():
+    repo = defs.get_repository_def()
+    assert sorted(s.name for s in repo.sensor_defs) == [
+        "moodle_run_canceled_sensor", "moodle_run_failure_sensor",
+        "moodle_schedule_course_catalog", "moodle_schedule_enrollments", "moodle_schedule_user_directory",
+    ]
+    assert sorted(defs.resources) == ["app_db", "moodle", "sync_options"]
+
+
+BREAK_AND_LOAD = """
+import sys
+sys.modules[{module!r}] = None  # importing it now raises ImportError, as a broken module would
+import moodle_assets.definitions
+"""
+
+
+@pytest.mark.parametrize("module", ["sensors.schedule", "sensors.run_status", "moodle_assets.orchestration.assets"])
+def test_a_broken_sensor_or_asset_module_fails_the_code_location_load(module):
+    """No `except ImportError` around parts of the location: a broken module stops the load
+    (the UI shows the error) instead of silently dropping the scheduler."""
+    out = subprocess.run([sys.executable, "-c", BREAK_AND_LOAD.format(module=module)], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "ImportError" in out.stderr or "ModuleNotFoundError" in out.stderr
+
+
+def test_a_bad_setting_fails_the_code_location_load_with_one_line():
+    out = subprocess.run([sys.executable, "-c", "import moodle_assets.definitions"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "MOODLE_RATE_LIMIT_MAX_RETRIES": "lots"})
+    assert out.returncode != 0
+    assert "MOODLE_RATE_LIMIT_MAX_RETRIES must be a whole number, got 'lots'" in out.stderr

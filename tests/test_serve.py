@@ -12,6 +12,7 @@ from pathlib import Path
 import requests
 
 CLI = str(Path(sys.executable).with_name("moodle-integration"))
+SECRET = "serve-test-secret-77a1"
 
 
 def free_port() -> int:
@@ -37,10 +38,32 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+DAEMON_HEALTH = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }"
+
+
+def wait_until_healthy(port: int, timeout: float = 120) -> dict[str, bool]:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": DAEMON_HEALTH}, timeout=30).json()
+        statuses = answer["data"]["instance"]["daemonHealth"]["allDaemonStatuses"]
+        health = {s["daemonType"]: bool(s["healthy"]) for s in statuses}
+        if (health.get("SENSOR") and health.get("QUEUED_RUN_COORDINATOR")) or time.monotonic() > deadline:
+            return health
+        time.sleep(2)
+
+
 def test_serve_answers_then_stops_cleanly_on_ctrl_c(tmp_path):
     port = free_port()
     env = os.environ.copy()
     env["MOODLE_INTEGRATION_DATA_DIR"] = str(tmp_path)
+    env["MOODLE_SYNC_CRON_SECRET"] = SECRET
     env.pop("DAGSTER_HOME", None)
     proc = subprocess.Popen([CLI, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -57,8 +80,17 @@ def test_serve_answers_then_stops_cleanly_on_ctrl_c(tmp_path):
         nodes = locations["data"]["repositoriesOrError"]["nodes"]
         assert nodes[0]["location"]["name"] == "moodle_integration"
         assert {"sync_all", "sync_enrollments"} <= {j["name"] for j in nodes[0]["jobs"]}
-        daemon_children = children_of(proc.pid)
+        daemon_children = [p for p in children_of(proc.pid) if "dagster-daemon" in cmdline(p)]
         assert daemon_children, "serve should run dagster-daemon beside the web server"
+        # ...and that daemon is alive as far as Dagster is concerned: its sensor daemon beats.
+        health = wait_until_healthy(port)
+        assert health["SENSOR"] and health["QUEUED_RUN_COORDINATOR"], health
+        # Audit lines: who asked for what reaches serve's stderr, without the secret.
+        trigger = f"http://127.0.0.1:{port}/api/integration/moodle/sync"
+        assert requests.post(trigger, headers={"x-sync-secret": "not-it"}, timeout=30).status_code == 401
+        launched = requests.post(trigger, json={"targets": ["COURSE_CATALOG"]}, headers={"x-sync-secret": SECRET},
+                                 timeout=60)
+        assert launched.status_code == 202 and launched.json()[0]["outcome"] == "LAUNCHED"
         # The app DB was migrated and the persistent DAGSTER_HOME created under the data dir.
         assert (tmp_path / "moodle_integration.sqlite3").exists()
         assert (tmp_path / "dagster_home" / "dagster.yaml").exists()
@@ -71,5 +103,8 @@ def test_serve_answers_then_stops_cleanly_on_ctrl_c(tmp_path):
             raise
     assert proc.returncode == 0, output
     assert "Dagster UI:" in output
+    assert "moodle_assets.web: sync trigger from 127.0.0.1 refused: wrong secret" in output
+    assert "moodle_assets.web: sync trigger from 127.0.0.1 (force=False): COURSE_CATALOG LAUNCHED" in output
+    assert SECRET not in output
     for child in daemon_children:
         assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text().lower()

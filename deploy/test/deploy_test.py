@@ -55,8 +55,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 
 # The Moodle emulator, run on the host from the repo's venv. When it moves out of the product
-# package this is the one line to change (["-m", "moodle_emulator"]).
-EMULATOR_CMD = [sys.executable, "-m", "moodle_assets.emulator"]
+# package this is the one line to change.
+EMULATOR_CMD = [sys.executable, "-m", "moodle_emulator"]
 
 APP_IMAGE = os.environ.get("APP_IMAGE", "moodle-integration:0.1.0")
 PG_IMAGE = os.environ.get("PG_IMAGE", "moodle-integration-postgres:15")

@@ -1,12 +1,14 @@
 """Engines and transactions for the app database (SQLite or PostgreSQL)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -60,6 +62,11 @@ def _sqlite_on_begin(connection) -> None:
     # Take the write lock up front: a transaction that later upgrades from a read lock can
     # deadlock against another writer and fail with "database is locked" immediately.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE/DELETE statement matched (a `CursorResult`'s `rowcount`)."""
+    return int(cast("CursorResult[Any]", result).rowcount)
 
 
 @lru_cache(maxsize=16)

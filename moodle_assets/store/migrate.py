@@ -3,6 +3,7 @@
 `moodle-integration db upgrade`, `sync` and `serve` call `upgrade()` so a fresh
 DATABASE_URL just works. The `alembic` CLI works too: `alembic -c moodle_assets/store/alembic.ini ...`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

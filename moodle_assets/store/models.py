@@ -1,9 +1,10 @@
 """SQLAlchemy models for the app database.
 
-Table and column names are a public contract (see the design's "Contract: the app
+Table and column names are a public contract (see docs/contracts.md "The app
 database"); extra columns are allowed. Moodle ids are integers; timestamps are UTC-aware.
 No sync ever deletes a row: what disappears from Moodle gets `is_active = false`.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -25,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from ..core.targets import SyncStatus, SyncTrigger
 from .types import UTCDateTime
 
 # Deterministic constraint names, so Alembic migrations can refer to them on every backend.
@@ -36,8 +38,8 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-SYNC_STATUSES = ("RUNNING", "SUCCESS", "FAILED", "SKIPPED")
-SYNC_TRIGGERS = ("SCHEDULE", "MANUAL", "API", "GRAPHQL", "CLI")
+SYNC_STATUSES = tuple(s.value for s in SyncStatus)
+SYNC_TRIGGERS = tuple(t.value for t in SyncTrigger)
 
 
 class Base(DeclarativeBase):
@@ -77,8 +79,8 @@ class IntegrationSyncRun(Base):
             "uq_integration_sync_run_one_running",
             "target",
             unique=True,
-            sqlite_where=text("status = 'RUNNING' AND NOT forced"),
-            postgresql_where=text("status = 'RUNNING' AND NOT forced"),
+            sqlite_where=text(f"status = '{SyncStatus.RUNNING.value}' AND NOT forced"),
+            postgresql_where=text(f"status = '{SyncStatus.RUNNING.value}' AND NOT forced"),
         ),
     )
 
@@ -91,6 +93,9 @@ class IntegrationSyncRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     forced: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # The run worker that owns this RUNNING row (set when the worker takes it) and when it began.
+    worker_token: Mapped[str | None] = mapped_column(String(36))
+    worker_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     rows_fetched: Mapped[int | None] = mapped_column(Integer)
     rows_inserted: Mapped[int | None] = mapped_column(Integer)
     rows_updated: Mapped[int | None] = mapped_column(Integer)

@@ -9,6 +9,7 @@ Each `apply_*` function runs inside the caller's transaction (one per target) an
 - refuses, through `DeactivationGuard`, to deactivate more than a set share of the active
   rows in one run, so a Moodle permission glitch that returns empty lists cannot wipe a table.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,12 +20,23 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from .db import rowcount
 from .models import CourseCatalog, CourseCategory, User, UserCourseEnrollment
 
 CATEGORY_FIELDS = ("name", "parent_moodle_category_id", "path", "depth", "sort_order", "is_visible")
 COURSE_FIELDS = (
-    "category_id", "moodle_category_id", "shortname", "fullname", "summary", "summary_format",
-    "id_number", "is_visible", "start_at", "end_at", "price", "currency",
+    "category_id",
+    "moodle_category_id",
+    "shortname",
+    "fullname",
+    "summary",
+    "summary_format",
+    "id_number",
+    "is_visible",
+    "start_at",
+    "end_at",
+    "price",
+    "currency",
 )
 USER_FIELDS = ("email", "username", "first_name", "last_name", "id_number", "is_suspended", "last_access_at")
 ENROLLMENT_FIELDS = ("moodle_user_id", "moodle_course_id", "is_active", "roles", "last_access_at")
@@ -72,7 +84,7 @@ class ApplyResult:
     rejected: list[tuple[int | None, str]] = field(default_factory=list)
     unmatched: int = 0
 
-    def add(self, other: "ApplyResult") -> "ApplyResult":
+    def add(self, other: ApplyResult) -> ApplyResult:
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged
@@ -149,7 +161,9 @@ def _diff_keyed(
         wanted_active = values.get("is_active", True)
         changed = row[2] != wanted_active or any(not _same(row[3 + i], values[f]) for i, f in enumerate(fields))
         if changed:
-            updates.append({"id": row[0], **{f: values[f] for f in fields}, "is_active": wanted_active, "synced_at": now})
+            updates.append(
+                {"id": row[0], **{f: values[f] for f in fields}, "is_active": wanted_active, "synced_at": now}
+            )
         else:
             result.unchanged += 1
     if inserts:
@@ -216,11 +230,13 @@ def apply_courses(
 def deactivate_enrollments_of_courses(session: Session, course_ids: Sequence[int], *, now: datetime) -> int:
     closed = 0
     for chunk in _chunks(list(course_ids)):
-        closed += session.execute(
-            update(UserCourseEnrollment)
-            .where(UserCourseEnrollment.course_id.in_(chunk), UserCourseEnrollment.is_active.is_(True))
-            .values(is_active=False, synced_at=now)
-        ).rowcount
+        closed += rowcount(
+            session.execute(
+                update(UserCourseEnrollment)
+                .where(UserCourseEnrollment.course_id.in_(chunk), UserCourseEnrollment.is_active.is_(True))
+                .values(is_active=False, synced_at=now)
+            )
+        )
     return closed
 
 
@@ -228,7 +244,12 @@ def deactivate_enrollments_of_courses(session: Session, course_ids: Sequence[int
 
 
 def apply_users(
-    session: Session, records: Sequence[Any], *, now: datetime, guard: DeactivationGuard, listed: Iterable[int] | None = None
+    session: Session,
+    records: Sequence[Any],
+    *,
+    now: datetime,
+    guard: DeactivationGuard,
+    listed: Iterable[int] | None = None,
 ) -> ApplyResult:
     """Upsert users keyed on the Moodle id; link a local user by email; never merge two Moodle ids.
 
@@ -240,7 +261,15 @@ def apply_users(
     - A user is deactivated only when Moodle no longer lists its id (`listed`): a row that was
       rejected, or not returned by id, keeps its stored values.
     """
-    rows = session.execute(select(User.id, User.moodle_user_id, User.email, User.is_active, *[getattr(User, f) for f in USER_FIELDS if f != "email"])).all()
+    rows = session.execute(
+        select(
+            User.id,
+            User.moodle_user_id,
+            User.email,
+            User.is_active,
+            *[getattr(User, f) for f in USER_FIELDS if f != "email"],
+        )
+    ).all()
     by_moodle: dict[int, Any] = {}
     by_email: dict[str, Any] = {}
     for row in rows:
@@ -267,21 +296,39 @@ def apply_users(
                 continue
             if holder is not None and (current is None or holder.id != current.id):
                 holder_moodle = holder.moodle_user_id
-                releasing = holder_moodle is not None and holder_moodle in batch_emails and batch_emails[holder_moodle] != r.email
+                releasing = (
+                    holder_moodle is not None
+                    and holder_moodle in batch_emails
+                    and batch_emails[holder_moodle] != r.email
+                )
                 if holder_moodle is not None and not releasing:
                     result.rejected.append(
-                        (r.moodle_user_id, f"email {r.email} is already linked to Moodle user {holder_moodle}; not merged")
+                        (
+                            r.moodle_user_id,
+                            f"email {r.email} is already linked to Moodle user {holder_moodle}; not merged",
+                        )
                     )
                     continue
                 if current is None and holder_moodle is None:
                     # Link the existing local user to this Moodle account.
-                    updates.append({"id": holder.id, "moodle_user_id": r.moodle_user_id, **values, "is_active": True, "synced_at": now})
+                    updates.append(
+                        {
+                            "id": holder.id,
+                            "moodle_user_id": r.moodle_user_id,
+                            **values,
+                            "is_active": True,
+                            "synced_at": now,
+                        }
+                    )
                     claimed[r.email] = r.moodle_user_id
                     by_moodle[r.moodle_user_id] = holder
                     continue
                 if current is not None and holder_moodle is None:
                     result.rejected.append(
-                        (r.moodle_user_id, f"email {r.email} belongs to another local user (id {holder.id}); not merged")
+                        (
+                            r.moodle_user_id,
+                            f"email {r.email} belongs to another local user (id {holder.id}); not merged",
+                        )
                     )
                     continue
             claimed[r.email] = r.moodle_user_id
@@ -297,7 +344,9 @@ def apply_users(
         else:
             result.unchanged += 1
     seen = {r.moodle_user_id for r in records} | set(listed or ())
-    gone = [row.id for m, row in by_moodle.items() if row.is_active and m not in seen and row.moodle_user_id is not None]
+    gone = [
+        row.id for m, row in by_moodle.items() if row.is_active and m not in seen and row.moodle_user_id is not None
+    ]
     active = sum(1 for row in rows if row.is_active and row.moodle_user_id is not None)
     guard.check("users", len(gone), active)
     # Free the old emails first so swaps within one batch do not trip the unique constraint.
@@ -310,7 +359,12 @@ def apply_users(
             session,
             User,
             [
-                {"moodle_user_id": r.moodle_user_id, **{f: getattr(r, f) for f in USER_FIELDS}, "is_active": True, "synced_at": now}
+                {
+                    "moodle_user_id": r.moodle_user_id,
+                    **{f: getattr(r, f) for f in USER_FIELDS},
+                    "is_active": True,
+                    "synced_at": now,
+                }
                 for r in chunk
             ],
         )
@@ -321,9 +375,8 @@ def apply_users(
 
 
 def user_ids(session: Session) -> dict[int, int]:
-    return dict(
-        session.execute(select(User.moodle_user_id, User.id).where(User.moodle_user_id.is_not(None))).all()
-    )
+    rows = session.execute(select(User.moodle_user_id, User.id).where(User.moodle_user_id.is_not(None))).all()
+    return {int(moodle_id): int(local_id) for moodle_id, local_id in rows if moodle_id is not None}
 
 
 # --- enrollments ----------------------------------------------------------------------------
@@ -397,11 +450,13 @@ def active_courses(session: Session) -> list[tuple[int, int]]:
 
 def deactivate_enrollments_of_inactive_courses(session: Session, *, now: datetime) -> int:
     inactive = select(CourseCatalog.id).where(CourseCatalog.is_active.is_(False))
-    return session.execute(
-        update(UserCourseEnrollment)
-        .where(UserCourseEnrollment.course_id.in_(inactive), UserCourseEnrollment.is_active.is_(True))
-        .values(is_active=False, synced_at=now)
-    ).rowcount
+    return rowcount(
+        session.execute(
+            update(UserCourseEnrollment)
+            .where(UserCourseEnrollment.course_id.in_(inactive), UserCourseEnrollment.is_active.is_(True))
+            .values(is_active=False, synced_at=now)
+        )
+    )
 
 
 def table_counts(session: Session) -> dict[str, int]:

@@ -5,6 +5,7 @@ transaction is kept short: everything is fetched and mapped first (enrolments ar
 course by course in a temporary file, so memory stays flat however many there are), then
 applied. Long write locks would block other targets and the admin page on SQLite.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,19 +17,20 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
 from sqlalchemy import Engine
 
-from resources.moodle import MoodleAccessError, MoodleMissingRecordError
+from resources.moodle_errors import MoodleAccessError, MoodleMissingRecordError
 
 from .. import mappers
+from ..core.clock import utcnow
+from ..core.counts import RunCounts
+from ..core.targets import SyncTarget
 from ..store import upserts
 from ..store.db import transaction
-from ..store.sync_runs import RunCounts
-from ..store.types import utcnow
 from .fetch import MoodleFetcher
 from .options import SyncOptions
 
@@ -154,9 +156,7 @@ def sync_user_directory(fetcher: MoodleFetcher, engine: Engine, options: SyncOpt
     ids = fetcher.user_ids()
     # Streamed: each batch is mapped as it arrives and its raw rows dropped, so only the compact
     # records stay in memory (raw rows were ~3 KB/user: 418 MB peak at 100k users).
-    users = mappers.map_rows(
-        mappers.map_moodle_user_row, _user_rows(fetcher, ids, options.concurrency), synced_at=now
-    )
+    users = mappers.map_rows(mappers.map_moodle_user_row, _user_rows(fetcher, ids, options.concurrency), synced_at=now)
     outcome.counts.fetched = users.fetched
     outcome.skipped = users.skipped
     outcome.reject(_rejections(users))
@@ -215,7 +215,7 @@ class _Staging:
                 moodle_course_id=moodle_course_id,
                 is_active=bool(is_active),
                 roles=roles,
-                last_access_at=datetime.fromtimestamp(last_access, timezone.utc) if last_access is not None else None,
+                last_access_at=datetime.fromtimestamp(last_access, UTC) if last_access is not None else None,
                 synced_at=synced_at,
             )
 
@@ -242,8 +242,16 @@ def _map_course(
 ) -> tuple[list[mappers.EnrollmentRecord], list[tuple[int | None, str]], int]:
     """(records, rejections, rows fetched) for one course."""
     active_rows, inactive_rows = fetcher.course_enrolments(moodle_course_id)
-    active = mappers.map_rows(mappers.map_moodle_enrollment_row, active_rows, moodle_course_id=moodle_course_id, is_active=True, synced_at=now)
-    inactive = mappers.map_rows(mappers.map_moodle_enrollment_row, inactive_rows, moodle_course_id=moodle_course_id, is_active=False, synced_at=now)
+    active = mappers.map_rows(
+        mappers.map_moodle_enrollment_row, active_rows, moodle_course_id=moodle_course_id, is_active=True, synced_at=now
+    )
+    inactive = mappers.map_rows(
+        mappers.map_moodle_enrollment_row,
+        inactive_rows,
+        moodle_course_id=moodle_course_id,
+        is_active=False,
+        synced_at=now,
+    )
     # The two lists are disjoint in Moodle; if a user moved between the two calls, active wins.
     active_ids = {r.moodle_user_id for r in active.records}
     records = active.records + [r for r in inactive.records if r.moodle_user_id not in active_ids]
@@ -310,7 +318,12 @@ def sync_enrollments(
                 if moodle_id in skipped_deactivation:
                     keep = list(users)  # every stored enrolment of this course stays as it is
                 result = upserts.apply_course_enrollments(
-                    session, local_id, staging.course(local_id, now), users=users, now=now, scope=scope,
+                    session,
+                    local_id,
+                    staging.course(local_id, now),
+                    users=users,
+                    now=now,
+                    scope=scope,
                     keep_moodle_users=keep,
                 )
                 outcome.apply(result)
@@ -324,8 +337,8 @@ def sync_enrollments(
     return outcome
 
 
-SYNC_FUNCTIONS: dict[str, Callable[[MoodleFetcher, Engine, SyncOptions], SyncOutcome]] = {
-    "COURSE_CATALOG": sync_course_catalog,
-    "USER_DIRECTORY": sync_user_directory,
-    "ENROLLMENTS": sync_enrollments,
+SYNC_FUNCTIONS: dict[SyncTarget, Callable[[MoodleFetcher, Engine, SyncOptions], SyncOutcome]] = {
+    SyncTarget.COURSE_CATALOG: sync_course_catalog,
+    SyncTarget.USER_DIRECTORY: sync_user_directory,
+    SyncTarget.ENROLLMENTS: sync_enrollments,
 }

@@ -1,6 +1,6 @@
 """What the sync asks Moodle, with the fewest and cheapest requests Moodle allows.
 
-See moodle-api.md §5 and the README's "How a sync talks to Moodle":
+See docs/moodle-facts.md §11 and the README's "How a sync talks to Moodle":
 - categories: 1 request (`core_course_get_categories`, no criteria);
 - courses: 1 request (`core_course_get_courses_by_field`, no field: never fails whole for one
   inaccessible course, unlike `core_course_get_courses`);
@@ -13,19 +13,22 @@ See moodle-api.md §5 and the README's "How a sync talks to Moodle":
   `onlyactive=1` (active) and `onlysuspended=1` (enrolled, not active) — 3x cheaper for Moodle
   than all fields, and it is the only way Moodle tells active from not.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from resources.moodle import MoodleError, MoodleUnknownError, raise_for_warnings
+from resources.moodle_errors import MoodleError, MoodleUnknownError, raise_for_warnings
 
 SITE_COURSE_ID = 1
 ENROLMENT_USERFIELDS = "id,lastcourseaccess,roles"
 
 
 class MoodleFetcher:
-    def __init__(self, client: Any, *, enrolment_page_size: int = 1000, user_id_page_size: int = 5000, user_batch_size: int = 500):
+    def __init__(
+        self, client: Any, *, enrolment_page_size: int = 1000, user_id_page_size: int = 5000, user_batch_size: int = 500
+    ):
         self.client = client
         self.enrolment_page_size = enrolment_page_size
         self.user_id_page_size = user_id_page_size
@@ -94,4 +97,4 @@ def _expect_list(rows: Any, wsfunction: str) -> list[Any]:
     return rows
 
 
-__all__ = ["MoodleFetcher", "MoodleError", "SITE_COURSE_ID"]
+__all__ = ["SITE_COURSE_ID", "MoodleError", "MoodleFetcher"]

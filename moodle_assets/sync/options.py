@@ -1,12 +1,8 @@
-"""Tunables of the sync engine, read from the environment in one place."""
+"""Tunables of the sync engine, with their defaults (set from the environment by `moodle_assets.settings`)."""
+
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-
-from resources.config import env_float, env_int
-
-from ..settings import Settings
 
 
 @dataclass(frozen=True)
@@ -26,17 +22,3 @@ class SyncOptions:
     user_batch_size: int = 500
     max_deactivate_fraction: float = 0.25
     deactivation_guard_min_rows: int = 10
-
-    @classmethod
-    def from_settings(cls, settings: Settings, env: Mapping[str, str] | None = None) -> "SyncOptions":
-        return cls(
-            price_field=settings.price_field,
-            currency_field=settings.currency_field,
-            default_currency=settings.default_currency,
-            concurrency=env_int("MOODLE_SYNC_CONCURRENCY", cls.concurrency, minimum=1, maximum=32, env=env),
-            enrolment_page_size=env_int("MOODLE_SYNC_ENROLMENT_PAGE_SIZE", cls.enrolment_page_size, minimum=1, maximum=100_000, env=env),
-            user_id_page_size=env_int("MOODLE_SYNC_USER_ID_PAGE_SIZE", cls.user_id_page_size, minimum=1, maximum=100_000, env=env),
-            user_batch_size=env_int("MOODLE_SYNC_USER_BATCH_SIZE", cls.user_batch_size, minimum=1, maximum=2000, env=env),
-            max_deactivate_fraction=env_float("MOODLE_SYNC_MAX_DEACTIVATE_FRACTION", cls.max_deactivate_fraction, minimum=0.0, maximum=1.0, env=env),
-            deactivation_guard_min_rows=env_int("MOODLE_SYNC_DEACTIVATE_MIN_ROWS", cls.deactivation_guard_min_rows, minimum=0, env=env),
-        )

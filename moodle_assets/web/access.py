@@ -1,7 +1,7 @@
 """Optional access control for the whole web process: `MOODLE_INTEGRATION_WEB_TOKEN`.
 
-Open-source Dagster has no login. When this variable is set (looked up per request, so no
-restart is needed to switch it on in a test; in production it is set once), every HTTP
+Open-source Dagster has no login. When this variable is set (read at start-up with the other
+settings), every HTTP
 request and websocket to the web process — Dagster UI, its static files, GraphQL (HTTP and
 websocket), the admin page — needs either
 
@@ -16,19 +16,28 @@ the handshake completes (HTTP 403). The HTTP trigger keeps its own secret
 (`MOODLE_SYNC_CRON_SECRET`) and is not behind the token, so cron needs only one secret.
 Unset (the default), the process is open, which is why `serve` binds to 127.0.0.1 by default.
 """
+
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
-import os
 from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from .common import BodyTooLarge, any_method_route, error_page, is_https, log, read_body, render, settings
-from .security import CSRF_COOKIE, CSRF_FIELD, csrf_token_for, csrf_valid, new_csrf_nonce, secrets_equal, sign, signing_key, unsign
+from .common import BodyTooLarge, any_method_route, error_page, is_https, log, read_body, render
+from .security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    csrf_token_for,
+    csrf_valid,
+    new_csrf_nonce,
+    secrets_equal,
+    sign,
+    unsign,
+)
 from .trigger import TRIGGER_PATH
 
 WEB_TOKEN_ENV = "MOODLE_INTEGRATION_WEB_TOKEN"
@@ -38,11 +47,6 @@ LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 PUBLIC_PATHS = frozenset({TRIGGER_PATH, LOGIN_PATH})
 FAILED_LOGIN_DELAY_S = 0.5
-
-
-def configured_token() -> str | None:
-    value = os.environ.get(WEB_TOKEN_ENV, "").strip()
-    return value or None
 
 
 def _session_key(token: str) -> bytes:
@@ -87,11 +91,12 @@ def safe_next(value: str | None) -> str:
 class AccessControlMiddleware:
     """ASGI middleware in front of everything (outermost): token or session, else refuse."""
 
-    def __init__(self, app):
+    def __init__(self, app, token: str | None):
         self.app = app
+        self.token = token
 
     async def __call__(self, scope, receive, send):
-        token = configured_token() if scope["type"] in ("http", "websocket") else None
+        token = self.token if scope["type"] in ("http", "websocket") else None
         if token is None:
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
@@ -108,7 +113,12 @@ class AccessControlMiddleware:
             response: Response = RedirectResponse(f"{LOGIN_PATH}?next={quote(target, safe='')}", status_code=303)
         else:
             response = Response(
-                json.dumps({"error": f"authentication required: send 'Authorization: Bearer <token>' ({WEB_TOKEN_ENV}) or sign in at {LOGIN_PATH}"}),
+                json.dumps(
+                    {
+                        "error": f"authentication required: send 'Authorization: Bearer <token>' "
+                        f"({WEB_TOKEN_ENV}) or sign in at {LOGIN_PATH}"
+                    }
+                ),
                 status_code=401,
                 media_type="application/json",
                 headers={"WWW-Authenticate": 'Bearer realm="moodle-integration"', "Cache-Control": "no-store"},
@@ -116,62 +126,91 @@ class AccessControlMiddleware:
         await response(scope, receive, send)
 
 
-def _key() -> bytes:
-    return signing_key(settings().data_dir)
-
-
-def _login_page(request: Request, *, next_path: str, error: str | None = None, status_code: int = 200) -> Response:
-    nonce = request.cookies.get(CSRF_COOKIE)
-    fresh = not nonce or not (16 <= len(nonce) <= 64)
-    if fresh:
-        nonce = new_csrf_nonce()
+def _login_page(
+    key: bytes, request: Request, *, next_path: str, error: str | None = None, status_code: int = 200
+) -> Response:
+    cookie = request.cookies.get(CSRF_COOKIE)
+    fresh = not cookie or not (16 <= len(cookie) <= 64)
+    nonce = new_csrf_nonce() if fresh or cookie is None else cookie
     response = render(
-        "login.html", status_code=status_code, error=error, next=next_path,
-        csrf_field=CSRF_FIELD, csrf_token=csrf_token_for(_key(), nonce), admin_path=None,
+        "login.html",
+        status_code=status_code,
+        error=error,
+        next=next_path,
+        csrf_field=CSRF_FIELD,
+        csrf_token=csrf_token_for(key, nonce),
+        admin_path=None,
     )
     if fresh:
-        response.set_cookie(CSRF_COOKIE, nonce, path="/", httponly=True, samesite="strict", secure=is_https(request), max_age=30 * 86400)
+        response.set_cookie(
+            CSRF_COOKIE, nonce, path="/", httponly=True, samesite="strict", secure=is_https(request), max_age=30 * 86400
+        )
     return response
 
 
-async def login(request: Request) -> Response:
-    token = configured_token()
-    if token is None:
-        return RedirectResponse("/dashboard/admin/integration", status_code=303)
-    if request.method in ("GET", "HEAD"):
-        return _login_page(request, next_path=safe_next(request.query_params.get("next")))
-    if request.method != "POST":
-        response = error_page(405, "Method not allowed", "This address only accepts GET and POST.", back=None)
-        response.headers["Allow"] = "GET, POST"
-        return response
-    try:
-        raw = await read_body(request)
-    except BodyTooLarge:
-        return error_page(413, "Form too large", "That form submission is larger than the sign-in form ever sends.", back=None)
-    form = {k: v[-1] for k, v in parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=10).items()}
-    next_path = safe_next(form.get("next"))
-    if not csrf_valid(_key(), request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD)):
-        return _login_page(request, next_path=next_path, status_code=403,
-                           error="The sign-in form expired. Please enter the token again.")
-    if not secrets_equal(form.get("token", "").strip(), token):
-        await asyncio.sleep(FAILED_LOGIN_DELAY_S)  # slows guessing down; the token should be long anyway
-        log.warning("web login: wrong token from %s", request.client.host if request.client else "?")
-        return _login_page(request, next_path=next_path, status_code=401, error="That token is not right.")
-    response = RedirectResponse(next_path, status_code=303)
-    response.set_cookie(SESSION_COOKIE, session_cookie_value(token), path="/", httponly=True, samesite="lax",
-                        secure=is_https(request), max_age=SESSION_MAX_AGE_S)
-    return response
+def make_access_endpoints(webserver):
+    token, key = webserver.settings.web_token, webserver.signing_key
+
+    async def login(request: Request) -> Response:
+        if token is None:
+            return RedirectResponse("/dashboard/admin/integration", status_code=303)
+        if request.method in ("GET", "HEAD"):
+            return _login_page(key, request, next_path=safe_next(request.query_params.get("next")))
+        if request.method != "POST":
+            response = error_page(405, "Method not allowed", "This address only accepts GET and POST.", back=None)
+            response.headers["Allow"] = "GET, POST"
+            return response
+        try:
+            raw = await read_body(request)
+        except BodyTooLarge:
+            return error_page(
+                413, "Form too large", "That form submission is larger than the sign-in form ever sends.", back=None
+            )
+        pairs = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=10)
+        form = {k: v[-1] for k, v in pairs.items()}
+        next_path = safe_next(form.get("next"))
+        if not csrf_valid(key, request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD)):
+            return _login_page(
+                key,
+                request,
+                next_path=next_path,
+                status_code=403,
+                error="The sign-in form expired. Please enter the token again.",
+            )
+        if not secrets_equal(form.get("token", "").strip(), token):
+            await asyncio.sleep(FAILED_LOGIN_DELAY_S)  # slows guessing down; the token should be long anyway
+            log.warning("web login: wrong token from %s", request.client.host if request.client else "?")
+            return _login_page(key, request, next_path=next_path, status_code=401, error="That token is not right.")
+        log.info("web login: signed in from %s", request.client.host if request.client else "?")
+        redirect = RedirectResponse(next_path, status_code=303)
+        redirect.set_cookie(
+            SESSION_COOKIE,
+            session_cookie_value(token),
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=is_https(request),
+            max_age=SESSION_MAX_AGE_S,
+        )
+        return redirect
+
+    async def logout(request: Request) -> Response:
+        if request.method != "POST":
+            response = error_page(
+                405, "Method not allowed", "Sign out with the button on the admin page (POST).", back=None
+            )
+            response.headers["Allow"] = "POST"
+            return response
+        redirect = RedirectResponse(LOGIN_PATH if token else "/dashboard/admin/integration", status_code=303)
+        redirect.delete_cookie(SESSION_COOKIE, path="/")
+        return redirect
+
+    return login, logout
 
 
-async def logout(request: Request) -> Response:
-    if request.method != "POST":
-        response = error_page(405, "Method not allowed", "Sign out with the button on the admin page (POST).", back=None)
-        response.headers["Allow"] = "POST"
-        return response
-    response = RedirectResponse(LOGIN_PATH if configured_token() else "/dashboard/admin/integration", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    return response
-
-
-def access_routes(_webserver) -> list:
-    return [any_method_route(LOGIN_PATH, login, name="moodle-login"), any_method_route(LOGOUT_PATH, logout, name="moodle-logout")]
+def access_routes(webserver) -> list:
+    login, logout = make_access_endpoints(webserver)
+    return [
+        any_method_route(LOGIN_PATH, login, name="moodle-login"),
+        any_method_route(LOGOUT_PATH, logout, name="moodle-logout"),
+    ]

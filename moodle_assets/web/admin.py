@@ -12,11 +12,11 @@ Routes (each answers 405 for other methods):
 - `POST /dashboard/admin/integration/{TARGET}/settings`  fields: `enabled` (checkbox "on"), `frequency_minutes`
 - `POST /dashboard/admin/integration/{TARGET}/run`
 """
+
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -32,20 +32,18 @@ from schedules.config_table import (
     update_config,
 )
 
-from ..dagster_runs import run_state_checker
-from ..store import sync_runs
-from ..store.types import utcnow
-from ..targets import TARGET_SPECS, SyncTarget, SyncTrigger
+from ..core.clock import utcnow
+from ..core.targets import TARGET_SPECS, LaunchOutcome, SyncStatus, SyncTarget, SyncTrigger
+from ..history import RunRow, RunState, SyncHistory
+from ..orchestration.run_state import run_state_checker
 from .common import (
     BodyTooLarge,
     any_method_route,
-    app_engine,
     error_page,
     is_https,
     log,
     read_body,
     render,
-    settings,
 )
 from .launcher import launch_targets
 from .security import (
@@ -55,14 +53,12 @@ from .security import (
     csrf_valid,
     new_csrf_nonce,
     sign,
-    signing_key,
     unsign,
 )
 
 ADMIN_PATH = "/dashboard/admin/integration"
 FLASH_COOKIE = "moodle_flash"
 RECENT_RUNS = 10
-WEB_TOKEN_ENV = "MOODLE_INTEGRATION_WEB_TOKEN"
 
 TITLES = {
     SyncTarget.COURSE_CATALOG: "Course catalog",
@@ -71,17 +67,13 @@ TITLES = {
 }
 
 
-def _key() -> bytes:
-    return signing_key(settings().data_dir)
-
-
 # --- presentation helpers ---------------------------------------------------------------------
 
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def absolute(value: datetime | None) -> str:
@@ -116,7 +108,7 @@ def duration(seconds: float | None) -> str:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 90:
         return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 90:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
@@ -149,12 +141,12 @@ class RunView:
     dagster_short: str | None
 
 
-def run_view(row: sync_runs.RunRow, now: datetime, dagster_status: str | None) -> RunView:
+def run_view(row: RunRow, now: datetime, dagster_status: str | None) -> RunView:
     status_label = row.status.lower()
-    if row.status == "RUNNING":
-        status_label = "queued" if dagster_status == "QUEUED" else "running"
+    if row.status == SyncStatus.RUNNING:
+        status_label = "queued" if dagster_status == RunState.QUEUED else "running"
     counts = []
-    if row.status in ("SUCCESS", "FAILED") and row.rows_fetched is not None:
+    if row.status in (SyncStatus.SUCCESS, SyncStatus.FAILED) and row.rows_fetched is not None:
         counts = [
             ("fetched", row.rows_fetched or 0),
             ("inserted", row.rows_inserted or 0),
@@ -170,7 +162,7 @@ def run_view(row: sync_runs.RunRow, now: datetime, dagster_status: str | None) -
         trigger=row.trigger,
         started=relative(row.started_at, now),
         started_title=absolute(row.started_at),
-        duration=duration(row.duration_seconds) if row.status != "SKIPPED" else "",
+        duration=duration(row.duration_seconds) if row.status != SyncStatus.SKIPPED else "",
         counts=counts,
         message=message,
         message_kind="error" if row.error else "note",
@@ -179,20 +171,19 @@ def run_view(row: sync_runs.RunRow, now: datetime, dagster_status: str | None) -
     )
 
 
-def build_panels(instance, errors: dict | None = None, values: dict | None = None) -> list[dict]:
+def build_panels(history: SyncHistory, instance, errors: dict | None = None, values: dict | None = None) -> list[dict]:
     errors, values = errors or {}, values or {}
-    engine = app_engine()
     now = utcnow()
     checker = run_state_checker(instance) if instance is not None else None
     panels = []
-    for config in list_configs(engine):
+    for config in list_configs(history.engine):
         target = config.target
-        rows = sync_runs.list_runs(engine, target=target.value, limit=RECENT_RUNS)
+        rows = history.recent(target=target, limit=RECENT_RUNS)
         runs = []
         running = False
         for row in rows:
             state = None
-            if row.status == "RUNNING":
+            if row.status == SyncStatus.RUNNING:
                 running = True
                 if row.dagster_run_id and checker is not None:
                     try:
@@ -200,7 +191,7 @@ def build_panels(instance, errors: dict | None = None, values: dict | None = Non
                     except Exception:
                         state = None
             runs.append(run_view(row, now, state))
-        finished = next((r for r in rows if r.status in ("SUCCESS", "FAILED")), None)
+        finished = next((r for r in rows if r.status in (SyncStatus.SUCCESS, SyncStatus.FAILED)), None)
         next_at = _aware(config.next_run_at)
         if not config.enabled:
             next_text, next_title = "not scheduled (disabled)", ""
@@ -210,26 +201,26 @@ def build_panels(instance, errors: dict | None = None, values: dict | None = Non
             next_text, next_title = relative(next_at, now), absolute(next_at)
         spec = TARGET_SPECS[target]
         panels.append(
-            dict(
-                target=target.value,
-                slug=target.value.lower(),
-                title=TITLES.get(target, target.value),
-                description=spec.description,
-                asset_name=spec.asset_name,
-                job_name=spec.job_name,
-                enabled=values.get(target.value, {}).get("enabled", config.enabled),
-                frequency=values.get(target.value, {}).get("frequency", config.frequency_minutes),
-                every=every(config.frequency_minutes),
-                saved_enabled=config.enabled,
-                last_run=relative(config.last_run_at, now),
-                last_run_title=absolute(config.last_run_at),
-                last_status=finished.status if finished else None,
-                next_run=next_text,
-                next_run_title=next_title,
-                running=running,
-                runs=runs,
-                error=errors.get(target.value),
-            )
+            {
+                "target": target.value,
+                "slug": target.value.lower(),
+                "title": TITLES.get(target, target.value),
+                "description": spec.description,
+                "asset_name": spec.asset_name,
+                "job_name": spec.job_name,
+                "enabled": values.get(target.value, {}).get("enabled", config.enabled),
+                "frequency": values.get(target.value, {}).get("frequency", config.frequency_minutes),
+                "every": every(config.frequency_minutes),
+                "saved_enabled": config.enabled,
+                "last_run": relative(config.last_run_at, now),
+                "last_run_title": absolute(config.last_run_at),
+                "last_status": finished.status if finished else None,
+                "next_run": next_text,
+                "next_run_title": next_title,
+                "running": running,
+                "runs": runs,
+                "error": errors.get(target.value),
+            }
         )
     return panels
 
@@ -251,9 +242,9 @@ def set_csrf_cookie(response: Response, request: Request, nonce: str) -> None:
     )
 
 
-def csrf_context(request: Request) -> tuple[str, str, bool]:
+def csrf_context(key: bytes, request: Request) -> tuple[str, str, bool]:
     nonce, fresh = _csrf_nonce(request)
-    return nonce, csrf_token_for(_key(), nonce), fresh
+    return nonce, csrf_token_for(key, nonce), fresh
 
 
 def same_origin(request: Request) -> bool:
@@ -274,15 +265,20 @@ async def read_form(request: Request) -> dict[str, str]:
     return {k: v[-1] for k, v in parsed.items()}
 
 
-def check_csrf(request: Request, form: dict[str, str]) -> bool:
-    return same_origin(request) and csrf_valid(_key(), request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD))
+def check_csrf(key: bytes, request: Request, form: dict[str, str]) -> bool:
+    return same_origin(request) and csrf_valid(key, request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD))
 
 
-def flash_redirect(request: Request, kind: str, text: str) -> RedirectResponse:
+def flash_redirect(key: bytes, request: Request, kind: str, text: str) -> RedirectResponse:
     response = RedirectResponse(ADMIN_PATH + "#" + _anchor_from(request), status_code=303)
     response.set_cookie(
-        FLASH_COOKIE, sign(_key(), "flash", {"kind": kind, "text": text}, 120),
-        path=ADMIN_PATH, httponly=True, samesite="lax", secure=is_https(request), max_age=120,
+        FLASH_COOKIE,
+        sign(key, "flash", {"kind": kind, "text": text}, 120),
+        path=ADMIN_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=is_https(request),
+        max_age=120,
     )
     return response
 
@@ -292,9 +288,13 @@ def _anchor_from(request: Request) -> str:
     return f"target-{target.lower()}" if target else ""
 
 
-def read_flash(request: Request) -> dict | None:
-    payload = unsign(_key(), "flash", request.cookies.get(FLASH_COOKIE))
-    if isinstance(payload, dict) and payload.get("kind") in ("success", "warning", "error") and isinstance(payload.get("text"), str):
+def read_flash(key: bytes, request: Request) -> dict | None:
+    payload = unsign(key, "flash", request.cookies.get(FLASH_COOKIE))
+    if (
+        isinstance(payload, dict)
+        and payload.get("kind") in ("success", "warning", "error")
+        and isinstance(payload.get("text"), str)
+    ):
         return payload
     return None
 
@@ -303,10 +303,10 @@ def read_flash(request: Request) -> dict | None:
 
 
 def _page(webserver, request: Request, *, status_code=200, flash=None, errors=None, values=None) -> Response:
-    nonce, token, fresh = csrf_context(request)
-    current = settings()
+    nonce, token, fresh = csrf_context(webserver.signing_key, request)
+    current = webserver.settings
     with webserver.request_context(request) as context:
-        panels = build_panels(context.instance, errors, values)
+        panels = build_panels(webserver.history, context.instance, errors, values)
     moodle_host = urlsplit(current.moodle_url).netloc if current.moodle_url else None
     response = render(
         "admin.html",
@@ -318,7 +318,7 @@ def _page(webserver, request: Request, *, status_code=200, flash=None, errors=No
         admin_path=ADMIN_PATH,
         moodle_host=moodle_host,
         trigger_enabled=bool(current.sync_secret),
-        access_control=bool(os.environ.get(WEB_TOKEN_ENV)),
+        access_control=bool(current.web_token),
         min_frequency=MIN_FREQUENCY_MINUTES,
         max_frequency=MAX_FREQUENCY_MINUTES,
         generated_at=absolute(utcnow()),
@@ -353,7 +353,7 @@ def _forbidden() -> Response:
     )
 
 
-async def _checked_post(request: Request) -> "tuple[SyncTarget, dict] | Response":
+async def _checked_post(key: bytes, request: Request) -> tuple[SyncTarget, dict] | Response:
     """The checks every admin form POST passes, in order: method, size, CSRF, target."""
     if request.method != "POST":
         return _method_not_allowed("POST")
@@ -362,22 +362,26 @@ async def _checked_post(request: Request) -> "tuple[SyncTarget, dict] | Response
         form = await read_form(request)
     except BodyTooLarge:
         return error_page(413, "Form too large", "That form submission is larger than this page ever sends.")
-    if not check_csrf(request, form):
+    if not check_csrf(key, request, form):
         return _forbidden()
     if target is None:
-        return error_page(404, "Unknown target", f"There is no sync target called {request.path_params.get('target')!r}.")
+        return error_page(
+            404, "Unknown target", f"There is no sync target called {request.path_params.get('target')!r}."
+        )
     return target, form
 
 
 def make_admin_endpoints(webserver):
+    key = webserver.signing_key
+
     async def admin_page(request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
             return _method_not_allowed("GET")
-        flash = read_flash(request)
+        flash = read_flash(key, request)
         return await run_in_threadpool(_page, webserver, request, flash=flash)
 
     async def save_settings(request: Request) -> Response:
-        checked = await _checked_post(request)
+        checked = await _checked_post(key, request)
         if isinstance(checked, Response):
             return checked
         target, form = checked
@@ -390,37 +394,47 @@ def make_admin_endpoints(webserver):
             if not raw_frequency.strip():
                 message = "frequency is required: a whole number of minutes"
             return await run_in_threadpool(
-                _page, webserver, request, status_code=400,
+                _page,
+                webserver,
+                request,
+                status_code=400,
                 errors={target.value: message},
                 values={target.value: {"enabled": enabled, "frequency": raw_frequency}},
             )
 
         def apply():
-            return update_config(app_engine(), target, enabled=enabled, frequency_minutes=frequency)
+            return update_config(webserver.engine, target, enabled=enabled, frequency_minutes=frequency)
 
         config = await run_in_threadpool(apply)
         state = "enabled" if config.enabled else "disabled"
-        log.info("admin page: %s %s, every %s min", target.value, state, config.frequency_minutes)
+        log.info(
+            "admin page: %s set %s %s, every %s min",
+            request.client.host if request.client else "?",
+            target.value,
+            state,
+            config.frequency_minutes,
+        )
         text = f"{TITLES[target]} saved: {state}, {every(config.frequency_minutes)}."
-        return flash_redirect(request, "success", text)
+        return flash_redirect(key, request, "success", text)
 
     async def run_now(request: Request) -> Response:
-        checked = await _checked_post(request)
+        checked = await _checked_post(key, request)
         if isinstance(checked, Response):
             return checked
         target, _form = checked
 
-        def launch():
-            with webserver.request_context(request) as context:
-                return launch_targets(context, app_engine(), [target], trigger=SyncTrigger.MANUAL.value)
-
-        (outcome,) = await run_in_threadpool(launch)
-        log.info("admin page: run now %s -> %s", target.value, outcome.outcome)
-        if outcome.outcome == "LAUNCHED":
-            return flash_redirect(
-                request, "success", f"{TITLES[target]} sync started (sync run #{outcome.sync_run_id}, Dagster run {outcome.dagster_run_id[:8]})."
-            )
-        return flash_redirect(request, "warning", f"{TITLES[target]} not started: {outcome.reason}")
+        (outcome,) = await run_in_threadpool(launch_targets, webserver, request, [target], trigger=SyncTrigger.MANUAL)
+        log.info(
+            "admin page: %s ran %s now -> %s%s",
+            request.client.host if request.client else "?",
+            target.value,
+            outcome.outcome.value,
+            f" ({outcome.reason})" if outcome.reason else "",
+        )
+        if outcome.outcome is LaunchOutcome.LAUNCHED:
+            started = f"sync run #{outcome.sync_run_id}, Dagster run {(outcome.dagster_run_id or '')[:8]}"
+            return flash_redirect(key, request, "success", f"{TITLES[target]} sync started ({started}).")
+        return flash_redirect(key, request, "warning", f"{TITLES[target]} not started: {outcome.reason}")
 
     return admin_page, save_settings, run_now
 

@@ -1,11 +1,17 @@
 """The web process: the Dagster UI with our routes on the same Starlette app and port.
 
-We subclass Dagster's own webserver (internal API of dagster-webserver 1.13.27, pinned; a
-smoke test covers it) and prepend our routes so they match before the UI's catch-all.
+This is the project's one seam into Dagster internals, and why: open-source Dagster has no
+public API to serve its UI with extra routes. We subclass `DagsterWebserver` (dagster-webserver
+1.13.27, pinned) and prepend our routes so they match before the UI's catch-all; the workspace
+the webserver serves needs `WorkspaceProcessContext` / `WorkspaceFileTarget` from
+`dagster._core.workspace`, exactly what `dagster-webserver`'s own CLI builds. Runs are launched
+through the public GraphQL `launchRun` mutation (see `launcher.py`). `tests/web` covers each of
+these names (a Dagster upgrade that moves them fails there first).
 """
+
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,35 +20,40 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster_webserver.version import __version__ as webserver_version
 from dagster_webserver.webserver import DagsterWebserver
+from sqlalchemy import Engine
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
+
+from ..history import SyncHistory
+from ..settings import Settings
+from ..store.db import engine_for
+from .security import signing_key
 
 RouteFactory = Callable[["AppWebserver"], list[BaseRoute]]
 
-# Later modules (admin page, trigger endpoint) register their routes here.
-_ROUTE_FACTORIES: list[RouteFactory] = []
-
-
-def register_routes(factory: RouteFactory) -> RouteFactory:
-    _ROUTE_FACTORIES.append(factory)
-    return factory
-
 
 class AppWebserver(DagsterWebserver):
-    """Dagster's webserver plus the integration's own endpoints."""
+    """Dagster's webserver plus the integration's own endpoints, bound to one `Settings`."""
+
+    def __init__(self, process_context: WorkspaceProcessContext, settings: Settings, routes: Sequence[RouteFactory]):
+        self.settings = settings
+        self.engine: Engine = engine_for(settings.database_url)
+        self.history = SyncHistory(self.engine, heartbeat_timeout=settings.heartbeat_timeout_seconds)
+        self.signing_key = signing_key(settings.data_dir, settings.web_signing_key)
+        self._route_factories = routes
+        super().__init__(process_context)
 
     def build_routes(self):
         own: list[BaseRoute] = []
-        for factory in _ROUTE_FACTORIES:
+        for factory in self._route_factories:
             own.extend(factory(self))
         return own + list(super().build_routes())
 
     def build_middleware(self):
         """Access control (MOODLE_INTEGRATION_WEB_TOKEN, see access.py) in front of everything."""
-        from starlette.middleware import Middleware
-
         from .access import AccessControlMiddleware
 
-        return [Middleware(AccessControlMiddleware)] + list(super().build_middleware())
+        return [Middleware(AccessControlMiddleware, token=self.settings.web_token), *list(super().build_middleware())]
 
 
 @contextmanager
@@ -56,10 +67,11 @@ def workspace_context(instance: DagsterInstance, workspace_file: Path) -> Iterat
         yield context
 
 
-def create_app(context: WorkspaceProcessContext, **kwargs):
-    _load_route_modules()
+def create_app(context: WorkspaceProcessContext, settings: Settings, **kwargs):
+    from .routes import ROUTE_FACTORIES
+
     handlers = {**database_unavailable_handlers(), **kwargs.pop("exception_handlers", {})}
-    return AppWebserver(context).create_asgi_app(exception_handlers=handlers, **kwargs)
+    return AppWebserver(context, settings, ROUTE_FACTORIES).create_asgi_app(exception_handlers=handlers, **kwargs)
 
 
 DATABASE_DOWN_RETRY_AFTER_S = 30
@@ -71,7 +83,7 @@ def database_unavailable_handlers() -> dict:
     from sqlalchemy.exc import InterfaceError, OperationalError
     from starlette.responses import JSONResponse
 
-    from ..redaction import error_text
+    from ..core.redaction import error_text
     from .common import error_page, log
 
     async def unavailable(request, exc):
@@ -79,25 +91,20 @@ def database_unavailable_handlers() -> dict:
         headers = {"Retry-After": str(DATABASE_DOWN_RETRY_AFTER_S), "Cache-Control": "no-store"}
         if request.url.path.startswith("/api/"):
             return JSONResponse(
-                {"error": "the app database is unreachable right now; nothing was started or changed. Try again later."},
-                status_code=503, headers=headers,
+                {
+                    "error": "the app database is unreachable right now; nothing was started or changed. "
+                    "Try again later."
+                },
+                status_code=503,
+                headers=headers,
             )
-        response = error_page(503, "Database unavailable",
-                              "The integration's database cannot be reached right now, so nothing was changed. "
-                              "Try again in a moment; the server log has the details.")
+        response = error_page(
+            503,
+            "Database unavailable",
+            "The integration's database cannot be reached right now, so nothing was changed. "
+            "Try again in a moment; the server log has the details.",
+        )
         response.headers.update(headers)
         return response
 
     return {OperationalError: unavailable, InterfaceError: unavailable}
-
-
-def _load_route_modules() -> None:
-    """Import the modules that register routes (kept lazy so importing this module is cheap)."""
-    import importlib
-
-    for name in ("moodle_assets.web.routes",):
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise

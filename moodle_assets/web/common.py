@@ -1,16 +1,13 @@
-"""Helpers shared by the web routes: settings, the app DB, bodies, templates, headers."""
+"""Helpers shared by the web routes: bodies, templates, security headers, any-method routes."""
+
 from __future__ import annotations
 
 import logging
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
-
-from ..settings import Settings, load_settings
-from ..store.db import engine_for
 
 log = logging.getLogger("moodle_assets.web")
 
@@ -33,15 +30,6 @@ SECURITY_HEADERS = {
 
 class BodyTooLarge(Exception):
     pass
-
-
-def settings() -> Settings:
-    """Read per request: cheap, and a changed environment (tests, reloads) is seen at once."""
-    return load_settings()
-
-
-def app_engine(current: Settings | None = None) -> Engine:
-    return engine_for((current or settings()).database_url)
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
@@ -85,7 +73,9 @@ def render(name: str, status_code: int = 200, headers: dict[str, str] | None = N
     return HTMLResponse(html, status_code=status_code, headers={**SECURITY_HEADERS, **(headers or {})})
 
 
-def error_page(status_code: int, title: str, message: str, *, back: str | None = "/dashboard/admin/integration") -> HTMLResponse:
+def error_page(
+    status_code: int, title: str, message: str, *, back: str | None = "/dashboard/admin/integration"
+) -> HTMLResponse:
     return render("error.html", status_code=status_code, title=title, message=message, back=back, status=status_code)
 
 

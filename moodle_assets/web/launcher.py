@@ -1,36 +1,30 @@
-"""Launch Dagster runs from the web process: claim the targets, then submit one run.
-
-How (dagster 1.13.27, pinned; `tests/web/test_smoke.py` covers it): the same steps as the
-GraphQL `launchRun` mutation, called directly with the request's `WorkspaceRequestContext`:
+"""Launch Dagster runs from the web process: claim the targets, then GraphQL `launchRun`.
 
 1. `claim_targets` (trigger API or MANUAL) inserts one RUNNING history row per target; the
    partial unique index on RUNNING rows makes concurrent requests lose cleanly (SKIPPED).
-   The claim carries no Dagster run id yet: a row pointing at a run that does not exist
-   would look like a ghost ("Dagster run gone") to a concurrent claimer, which would close it.
-2. The remote job comes from the code location (`get_job`, asset subset for several targets),
-   and `dagster_graphql`'s `create_valid_pipeline_run` creates the run (NOT_STARTED) with our
-   pre-generated run id and the `run_tags(...)` that tell the assets which rows they own.
-   We use the internal function rather than the GraphQL mutation because the mutation's
-   `ExecutionMetadata` input has no `runId`, and we want the id on the rows before the run can start.
-3. The rows get the run id (`attach_dagster_run`), then `instance.submit_run` hands the run to
-   the instance's run coordinator (queued for the daemon under `serve`).
+2. One `launchRun` mutation, executed in-process by the webserver's own GraphQL server with the
+   request's workspace context: the same public operation an external client would send to
+   `/graphql`, so no Dagster internals are needed. The run carries `run_tags(...)`, whose
+   `moodle/sync_run_ids` tells the assets which claimed rows they take.
+3. The rows get the Dagster run id once the run exists.
 
-If any step fails, the claimed rows are closed FAILED with the reason, and a run that was
-created but not submitted is marked failed in Dagster, so nothing is left RUNNING.
+If the launch fails, the claimed rows are closed FAILED with a short reason, so nothing is left
+RUNNING.
 """
+
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
-from dagster._core.definitions.selector import JobSubsetSelector
-from dagster._core.workspace.context import BaseWorkspaceRequestContext
-from sqlalchemy import Engine
+from starlette.requests import Request
 
-from ..launch import TargetOutcome, claim_targets, job_plan, new_run_id, run_tags
-from ..redaction import error_text
-from ..store import sync_runs
-from ..targets import CODE_LOCATION_NAME, SyncTarget
+from ..core.redaction import error_text, redact
+from ..core.targets import CODE_LOCATION_NAME, LaunchOutcome, SyncTarget, SyncTrigger
+from ..orchestration.launch import TargetOutcome, claim_targets, job_plan, run_tags
+from ..orchestration.run_state import run_state_checker
 from .common import log
 
 REPOSITORY_NAME = "__repository__"
@@ -38,11 +32,33 @@ MAX_REASON_CHARS = 600
 _FRAME = re.compile(r'^\s*File ".*", line \d+')
 _CARETS = re.compile(r"^\s*[\^~]+\s*$")
 
+LAUNCH_RUN = """
+mutation LaunchSyncRun($executionParams: ExecutionParams!) {
+  launchRun(executionParams: $executionParams) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on PipelineNotFoundError { message }
+    ... on RunConflict { message }
+    ... on UnauthorizedError { message }
+    ... on PresetNotFoundError { message }
+    ... on ConflictingExecutionParamsError { message }
+    ... on NoModeProvidedError { message }
+  }
+}
+"""
 
-def short_error(exc: BaseException) -> str:
-    """The error without Python stack frames (a user-code error from Dagster embeds them), capped."""
+
+class LaunchFailed(RuntimeError):
+    """Dagster refused or failed to launch the run; the message says why (no secrets)."""
+
+
+def short_error(text: str) -> str:
+    """An error without Python stack frames (a user-code error from Dagster embeds them), capped."""
     lines, skip_next = [], False
-    for line in error_text(exc).splitlines():
+    for line in (redact(text) or "").splitlines():
         if skip_next:
             skip_next = False
             continue
@@ -52,87 +68,69 @@ def short_error(exc: BaseException) -> str:
         if line.strip() in ("Stack Trace:", "") or _CARETS.match(line):
             continue
         lines.append(line.strip())
-    text = " ".join(lines)
-    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+    joined = " ".join(lines)
+    return joined if len(joined) <= MAX_REASON_CHARS else joined[: MAX_REASON_CHARS - 1] + "…"
 
 
-def submit_job_run(
-    context: BaseWorkspaceRequestContext,
-    job_name: str,
-    *,
-    tags: dict[str, str],
-    asset_selection=None,
-    run_id: str | None = None,
-    before_submit=None,
-) -> str:
-    """Create and submit a run of `job_name` in our code location; return its run id."""
-    from dagster_graphql.implementation.execution.run_lifecycle import create_valid_pipeline_run
-    from dagster_graphql.implementation.utils import ExecutionMetadata, ExecutionParams
-
-    selector = JobSubsetSelector(
-        location_name=CODE_LOCATION_NAME,
-        repository_name=REPOSITORY_NAME,
-        job_name=job_name,
-        op_selection=None,
-        asset_selection=asset_selection,
+def launch_run(webserver: Any, request: Request, job_name: str, *, tags: dict[str, str], asset_keys=None) -> str:
+    """Launch `job_name` of our code location through GraphQL `launchRun`; return the run id."""
+    selector: dict[str, Any] = {
+        "repositoryLocationName": CODE_LOCATION_NAME,
+        "repositoryName": REPOSITORY_NAME,
+        "jobName": job_name,
+    }
+    if asset_keys:
+        selector["assetSelection"] = [{"path": list(key.path)} for key in asset_keys]
+    variables = {
+        "executionParams": {
+            "selector": selector,
+            "runConfigData": {},
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+        }
+    }
+    response = webserver.graphql_execution_thread(
+        request=request, query=LAUNCH_RUN, variables=variables, operation_name="LaunchSyncRun"
     )
-    if not context.has_code_location(CODE_LOCATION_NAME):
-        error = context.get_code_location_error(CODE_LOCATION_NAME)
-        raise RuntimeError(f"code location {CODE_LOCATION_NAME} is not loaded" + (f": {error.message}" if error else ""))
-    location = context.get_code_location(CODE_LOCATION_NAME)
-    remote_job = location.get_job(selector)
-    params = ExecutionParams(
-        selector=selector,
-        run_config={},
-        mode=None,
-        execution_metadata=ExecutionMetadata(run_id=run_id or new_run_id(), tags=dict(tags)),
-        step_keys=None,
-    )
-    run = create_valid_pipeline_run(context, remote_job, params)
-    try:
-        if before_submit is not None:
-            before_submit(run.run_id)
-        context.instance.submit_run(run.run_id, workspace=context)
-    except Exception:
-        try:
-            context.instance.report_run_failed(context.instance.get_run_by_id(run.run_id) or run)
-        except Exception:
-            pass
-        raise
-    return run.run_id
+    body = json.loads(bytes(response.body))
+    if body.get("errors"):
+        raise LaunchFailed("; ".join(str(e.get("message", e)) for e in body["errors"]))
+    result = (body.get("data") or {}).get("launchRun") or {}
+    if result.get("__typename") == "LaunchRunSuccess":
+        return str(result["run"]["runId"])
+    detail = result.get("message") or "; ".join(e.get("message", "") for e in result.get("errors", []))
+    raise LaunchFailed(f"{result.get('__typename', 'no answer')}: {detail or 'no details'}")
 
 
 def launch_targets(
-    context: BaseWorkspaceRequestContext,
-    engine: Engine,
+    webserver: Any,
+    request: Request,
     targets: Sequence[SyncTarget],
     *,
-    trigger: str,
+    trigger: SyncTrigger,
     force: bool = False,
 ) -> list[TargetOutcome]:
-    """Claim `targets` and launch one Dagster run for those claimed; outcomes in target order."""
-    outcomes = claim_targets(engine, context.instance, targets, trigger=trigger, force=force, dagster_run_id=None)
-    launched = [o for o in outcomes if o.outcome == "LAUNCHED"]
+    """Claim `targets` and launch one Dagster run for those claimed; outcomes in target order.
+    Blocking: call it from a worker thread."""
+    history = webserver.history
+    with webserver.request_context(request) as context:
+        run_state = run_state_checker(context.instance)
+    outcomes = claim_targets(history, run_state, targets, trigger=trigger, force=force)
+    launched = [o for o in outcomes if o.outcome is LaunchOutcome.LAUNCHED]
     if not launched:
         return outcomes
-    claims = {o.target.value: o.sync_run_id for o in launched}
+    claims = {o.target.value: int(o.sync_run_id) for o in launched if o.sync_run_id is not None}
     job_name, selection = job_plan([o.target for o in launched])
     tags = run_tags([o.target for o in launched], trigger, force, claims)
-    dagster_run_id = new_run_id()
-
-    def attach(run_id: str) -> None:
-        for o in launched:
-            sync_runs.attach_dagster_run(engine, o.sync_run_id, run_id)
-
     try:
-        submit_job_run(context, job_name, tags=tags, asset_selection=selection, run_id=dagster_run_id, before_submit=attach)
+        dagster_run_id = launch_run(webserver, request, job_name, tags=tags, asset_keys=selection)
     except Exception as exc:
         log.error("launching %s for %s failed: %s", job_name, ", ".join(claims), error_text(exc))
-        reason = f"launch failed: {short_error(exc)}"
+        reason = f"launch failed: {short_error(str(exc))}"
+        history.fail_unstarted(claims.values(), reason)
         for o in launched:
-            sync_runs.finish_run(engine, o.sync_run_id, status="FAILED", error=reason)
-            o.outcome, o.reason, o.dagster_run_id = "SKIPPED", reason, None
+            o.outcome, o.reason, o.dagster_run_id = LaunchOutcome.SKIPPED, reason, None
         return outcomes
+    history.attach_dagster_run(claims.values(), dagster_run_id)
     for o in launched:
         o.dagster_run_id = dagster_run_id
     return outcomes

@@ -10,6 +10,7 @@
 - **Signed values** (flash messages, the login session): `payload.expiry.signature`, HMAC-SHA256,
   compared in constant time.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,7 +23,6 @@ import threading
 import time
 from pathlib import Path
 
-SIGNING_KEY_ENV = "MOODLE_INTEGRATION_WEB_SIGNING_KEY"
 KEY_FILE_NAME = "web_signing.key"
 
 CSRF_COOKIE = "moodle_csrf"
@@ -32,11 +32,11 @@ _lock = threading.Lock()
 _cached: dict[str, bytes] = {}
 
 
-def signing_key(data_dir: Path) -> bytes:
-    """The HMAC key: from the env var, else the key file in the data dir (created if missing)."""
-    from_env = os.environ.get(SIGNING_KEY_ENV)
-    if from_env:
-        return hashlib.sha256(b"moodle-web-signing:" + from_env.encode()).digest()
+def signing_key(data_dir: Path, configured: str | None = None) -> bytes:
+    """The HMAC key: from the configured value (MOODLE_INTEGRATION_WEB_SIGNING_KEY), else the key
+    file in the data dir (created if missing)."""
+    if configured:
+        return hashlib.sha256(b"moodle-web-signing:" + configured.encode()).digest()
     path = Path(data_dir) / KEY_FILE_NAME
     with _lock:
         if str(path) in _cached:

@@ -5,6 +5,7 @@ admin page on one port, the daemon (sensor, run queue, run monitoring) beside it
 no MOODLE_URL is set, the bundled Moodle emulator with demo data. Ctrl-C (or SIGTERM)
 stops all of it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,58 +21,17 @@ from pathlib import Path
 import uvicorn
 from dagster import DagsterInstance
 
-from ..dagster_home import WORKSPACE_FILE, prepare_dagster_home
-from ..settings import PROJECT_ROOT, load_settings
+from ..orchestration.instance import WORKSPACE_FILE, export_for_children, prepare_dagster_home
+from ..settings import Settings, load_settings
+from ..store.db import engine_for
 from ..store.migrate import upgrade
 from .app import create_app, workspace_context
+from .demo import enable_demo_schedule, start_demo_emulator
 
 log = logging.getLogger(__name__)
 
-DEMO_EMULATOR_PORT = 8089
-DEMO_TOKEN = "demo-moodle-token"  # only ever valid for the local demo emulator
-DEMO_REQUESTS_PER_SECOND = 50
 DAEMON_STOP_TIMEOUT_S = 20
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def start_demo_emulator(stack: ExitStack, *, scale: str = "demo"):
-    """Start the bundled emulator for the demo and point MOODLE_URL/MOODLE_TOKEN at it."""
-    from ..emulator import EmulatorServer
-
-    port = DEMO_EMULATOR_PORT if _port_free("127.0.0.1", DEMO_EMULATOR_PORT) else 0
-    emulator = stack.enter_context(EmulatorServer(scale=scale, token=DEMO_TOKEN, host="127.0.0.1", port=port))
-    os.environ["MOODLE_URL"] = emulator.url
-    os.environ["MOODLE_TOKEN"] = emulator.token
-    # The polite default (5 requests/s) is for real sites; the local demo may go faster.
-    os.environ.setdefault("MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND", str(DEMO_REQUESTS_PER_SECOND))
-    return emulator
-
-
-DEMO_FREQUENCIES = {"COURSE_CATALOG": 60, "USER_DIRECTORY": 30, "ENROLLMENTS": 15}
-
-
-def enable_demo_schedule(database_url: str) -> list[str]:
-    """Turn the schedule on for the demo, once: only targets nobody has configured yet."""
-    from schedules.config_table import list_configs, update_config
-
-    from ..store.db import engine_for
-
-    engine = engine_for(database_url)
-    enabled = []
-    for config in list_configs(engine):
-        if config.updated_at is None and not config.enabled:
-            update_config(engine, config.target, enabled=True, frequency_minutes=DEMO_FREQUENCIES[config.target.value])
-            enabled.append(config.target.value)
-    return enabled
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def daemon_command(workspace_file: Path = WORKSPACE_FILE) -> list[str]:
@@ -80,7 +40,7 @@ def daemon_command(workspace_file: Path = WORKSPACE_FILE) -> list[str]:
 
 
 def start_daemon(stack: ExitStack, workspace_file: Path = WORKSPACE_FILE) -> subprocess.Popen:
-    process = subprocess.Popen(daemon_command(workspace_file), cwd=PROJECT_ROOT, env=os.environ.copy())
+    process = subprocess.Popen(daemon_command(workspace_file), cwd=workspace_file.parent, env=os.environ.copy())
 
     def stop() -> None:
         if process.poll() is None:
@@ -96,6 +56,7 @@ def start_daemon(stack: ExitStack, workspace_file: Path = WORKSPACE_FILE) -> sub
 
 
 def serve(
+    settings: Settings,
     host: str = "127.0.0.1",
     port: int = 3000,
     *,
@@ -103,36 +64,43 @@ def serve(
     demo: bool | None = None,
     workspace: Path | None = None,
 ) -> int:
-    settings = load_settings()
     upgrade(settings.database_url)
-    prepare_dagster_home()
     with ExitStack() as stack:
         use_demo = settings.moodle_url is None if demo is None else demo
         if use_demo:
             emulator = start_demo_emulator(stack)
+            settings = load_settings()  # now with the demo site's MOODLE_URL and token
             print(f"demo Moodle emulator: {emulator.url} (MOODLE_URL unset, so the bundled demo site is used)")
-            enabled = enable_demo_schedule(settings.database_url)
+            enabled = enable_demo_schedule(engine_for(settings.database_url))
             if enabled:
-                print(f"demo: enabled {', '.join(enabled)} so the first syncs run within a minute")
+                names = ", ".join(t.value for t in enabled)
+                print(f"demo: enabled {names} so the first syncs run within a minute")
         elif not settings.moodle_token:
-            print("warning: MOODLE_URL is set but MOODLE_TOKEN is not; syncs will fail until it is set", file=sys.stderr)
+            print(
+                "warning: MOODLE_URL is set but MOODLE_TOKEN is not; syncs will fail until it is set", file=sys.stderr
+            )
+        export_for_children(settings)
+        prepare_dagster_home(settings.dagster_home, default_home=settings.data_dir / "dagster_home")
         workspace_file = (workspace or WORKSPACE_FILE).resolve()
         if daemon:
             start_daemon(stack, workspace_file)
         instance = stack.enter_context(DagsterInstance.get())
         context = stack.enter_context(workspace_context(instance, workspace_file))
-        app = create_app(context)
+        app = create_app(context, settings)
         print(f"Dagster UI:  http://{host}:{port}/")
         print(f"Admin page:  http://{host}:{port}/dashboard/admin/integration")
-        print(f"HTTP trigger: POST http://{host}:{port}/api/integration/moodle/sync"
-              + ("" if settings.sync_secret else " (off: set MOODLE_SYNC_CRON_SECRET)"))
-        from .access import WEB_TOKEN_ENV, configured_token
-
-        if configured_token():
-            print(f"Access: sign-in required ({WEB_TOKEN_ENV} is set)")
-        elif host not in ("127.0.0.1", "localhost", "::1"):
-            print(f"warning: serving on {host} with no {WEB_TOKEN_ENV}: anyone who can reach this port "
-                  "can use the Dagster UI and start syncs", file=sys.stderr)
+        print(
+            f"HTTP trigger: POST http://{host}:{port}/api/integration/moodle/sync"
+            + ("" if settings.sync_secret else " (off: set MOODLE_SYNC_CRON_SECRET)")
+        )
+        if settings.web_token:
+            print("Access: sign-in required (MOODLE_INTEGRATION_WEB_TOKEN is set)")
+        elif host not in LOCAL_HOSTS:
+            print(
+                f"warning: serving on {host} with no MOODLE_INTEGRATION_WEB_TOKEN: anyone who can reach this port "
+                "can use the Dagster UI and start syncs",
+                file=sys.stderr,
+            )
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
         try:
             server.run()  # returns on Ctrl-C / SIGTERM
@@ -158,7 +126,7 @@ class BackgroundServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         self.thread.start()
         while not self.server.started:
             if not self.thread.is_alive():

@@ -1,6 +1,6 @@
 """`POST /api/integration/moodle/sync`: the HTTP trigger for cron, CI and hosted schedulers.
 
-Contract (design.md), in the order the checks run:
+Contract (docs/contracts.md "HTTP trigger"), in the order the checks run:
 
 - any method but POST → 405 with `Allow: POST` (the route takes every method, so a GET never
   falls through to the Dagster UI's catch-all page);
@@ -27,6 +27,7 @@ enrollments run after catalog and users). Concurrent calls never start two runs 
 target: the history's unique RUNNING row decides, and losers get SKIPPED rows with the
 reason. trigger=API. The secret is never logged or echoed.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,11 +39,11 @@ from starlette.responses import JSONResponse, Response
 from schedules.config_table import list_configs
 from schedules.due import is_due
 
-from ..launch import TargetOutcome, ordered
-from ..redaction import redact
-from ..store.types import utcnow
-from ..targets import SyncTarget, SyncTrigger
-from .common import BodyTooLarge, any_method_route, app_engine, log, read_body, settings
+from ..core.clock import utcnow
+from ..core.redaction import redact
+from ..core.targets import LaunchOutcome, SyncTarget, SyncTrigger
+from ..orchestration.launch import TargetOutcome, ordered
+from .common import BodyTooLarge, any_method_route, log, read_body
 from .launcher import launch_targets
 from .security import secrets_equal
 
@@ -55,7 +56,9 @@ class BadRequest(ValueError):
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
+    return JSONResponse(
+        {"error": message}, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})}
+    )
 
 
 def presented_secret(request: Request) -> str | None:
@@ -82,7 +85,10 @@ def parse_body(raw: bytes) -> tuple[list[SyncTarget] | None, bool]:
     except RecursionError:  # ~1,000 nested brackets fit in 16 KiB; json.loads recurses per level
         raise BadRequest("body is not valid JSON for this endpoint: nested too deeply") from None
     if not isinstance(body, dict):
-        raise BadRequest(f'body must be a JSON object like {{"targets": ["COURSE_CATALOG"], "force": false}}, got {type(body).__name__ if body is not None else "null"}')
+        raise BadRequest(
+            'body must be a JSON object like {"targets": ["COURSE_CATALOG"], "force": false}, '
+            f"got {type(body).__name__ if body is not None else 'null'}"
+        )
     unknown = sorted(set(body) - set(ALLOWED_KEYS))
     if unknown:
         raise BadRequest(f"unknown key(s) {', '.join(map(repr, unknown))}; allowed: targets, force")
@@ -110,22 +116,22 @@ def parse_body(raw: bytes) -> tuple[list[SyncTarget] | None, bool]:
 
 
 def _run_trigger(webserver, request: Request, targets: list[SyncTarget] | None, force: bool) -> list[dict]:
-    engine = app_engine()
     skipped: list[TargetOutcome] = []
     if targets is None:
         now = utcnow()
         targets = []
-        for config in list_configs(engine):
+        for config in list_configs(webserver.engine):
             if not config.enabled:
-                skipped.append(TargetOutcome(config.target, "SKIPPED", "disabled (enable it on the admin page, or name it in targets)", None))
+                reason = "disabled (enable it on the admin page, or name it in targets)"
+                skipped.append(TargetOutcome(config.target, LaunchOutcome.SKIPPED, reason, None))
             elif not is_due(enabled=True, next_run_at=config.next_run_at, now=now):
-                skipped.append(TargetOutcome(config.target, "SKIPPED", f"not due until {config.next_run_at:%Y-%m-%d %H:%M:%SZ}", None))
+                reason = f"not due until {config.next_run_at:%Y-%m-%d %H:%M:%SZ}"
+                skipped.append(TargetOutcome(config.target, LaunchOutcome.SKIPPED, reason, None))
             else:
                 targets.append(config.target)
     outcomes: list[TargetOutcome] = []
     if targets:
-        with webserver.request_context(request) as context:
-            outcomes = launch_targets(context, engine, targets, trigger=SyncTrigger.API.value, force=force)
+        outcomes = launch_targets(webserver, request, targets, trigger=SyncTrigger.API, force=force)
     by_target = {o.target: o for o in skipped + outcomes}
     return [by_target[t].as_json() for t in ordered(list(by_target))]
 
@@ -134,24 +140,34 @@ def make_trigger_endpoint(webserver):
     async def trigger(request: Request) -> Response:
         if request.method != "POST":
             return _error(405, f"use POST (got {request.method})", {"Allow": "POST"})
-        secret = settings().sync_secret
+        secret = webserver.settings.sync_secret
         if not secret:
             return _error(503, "the sync trigger is disabled: set MOODLE_SYNC_CRON_SECRET on the server to enable it")
         if not secrets_equal(presented_secret(request), secret):
-            return _error(401, "missing or wrong secret: send it as 'x-sync-secret: <secret>' or 'Authorization: Bearer <secret>'",
-                          {"WWW-Authenticate": 'Bearer realm="moodle-sync"'})
+            log.warning(
+                "sync trigger from %s refused: %s secret",
+                request.client.host if request.client else "?",
+                "wrong" if presented_secret(request) else "no",
+            )
+            return _error(
+                401,
+                "missing or wrong secret: send it as 'x-sync-secret: <secret>' or 'Authorization: Bearer <secret>'",
+                {"WWW-Authenticate": 'Bearer realm="moodle-sync"'},
+            )
         try:
             raw = await read_body(request)
             targets, force = parse_body(raw)
         except BodyTooLarge:
             return _error(413, "body too large (limit 16 KiB)")
         except BadRequest as exc:
-            return _error(400, redact(str(exc)))  # it may quote what was sent: never echo a secret
+            return _error(400, redact(str(exc)) or "bad request")  # it may quote what was sent: never echo a secret
         results = await run_in_threadpool(_run_trigger, webserver, request, targets, force)
         log.info(
-            "sync trigger (force=%s): %s",
+            "sync trigger from %s (force=%s): %s",
+            request.client.host if request.client else "?",
             force,
-            ", ".join(f"{r['target']} {r['outcome']}" + (f" ({r['reason']})" if r["reason"] else "") for r in results) or "nothing to do",
+            ", ".join(f"{r['target']} {r['outcome']}" + (f" ({r['reason']})" if r["reason"] else "") for r in results)
+            or "nothing to do",
         )
         return JSONResponse(results, status_code=202, headers={"Cache-Control": "no-store"})
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import requests
 
-from moodle_assets.emulator import EmulatorServer
+from moodle_emulator import EmulatorServer
 
 TOKEN = "test-token-0123456789"
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "real-moodle"
 
 
 class Client:

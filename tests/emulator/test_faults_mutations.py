@@ -276,7 +276,7 @@ def test_generation_is_deterministic(make_emu):
 
 
 def test_large_lists_stream_as_identical_chunked_json(make_emu, monkeypatch):
-    from moodle_assets.emulator import encoding
+    from moodle_emulator import encoding
 
     c = make_emu(scale="demo", seed=42)
     params = {"criteria[0][key]": "email", "criteria[0][value]": "%"}
@@ -294,7 +294,7 @@ def test_control_api_unknown_endpoint(real):
 
 
 def test_cli_serves_and_exits_cleanly_on_sigterm():
-    proc = subprocess.Popen([sys.executable, "-m", "moodle_assets.emulator", "--port", "0", "--scale", "real",
+    proc = subprocess.Popen([sys.executable, "-m", "moodle_emulator", "--port", "0", "--scale", "real",
                              "--token", "cli-token"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = None

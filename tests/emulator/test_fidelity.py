@@ -1,6 +1,6 @@
 """Replays every real Moodle 5.0.6+ capture against the emulator loaded with the same data.
 
-For each ``shared/real-moodle/fixtures/*.json`` the request is sent over HTTP exactly as
+For each ``tests/fixtures/real-moodle/*.json`` the request is sent over HTTP exactly as
 captured (method, form/query params, tokens; ``REDACTED`` becomes the emulator token) to
 an emulator configured like the real site at capture time (``debug_*`` captures: debugging
 on; ``*webservices_disabled*``/``*protocol_disabled*``: web services off). We compare:
@@ -22,27 +22,18 @@ from pathlib import Path
 
 import pytest
 import requests
+from fixture_paths import manifest_names, real_moodle_names, real_moodle_path
 
-from moodle_assets.emulator import EmulatorServer
+from moodle_emulator import EmulatorServer
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "real-moodle"
-FIXTURES = SHARED / "fixtures"
 REAL_URL = "http://127.0.0.1:8089"
 # Captures that are excluded from the match rate, with the reason. (None at the moment.)
 EXCLUDED: dict[str, str] = {}
 
 
 def _fixture_files() -> list[Path]:
-    if not FIXTURES.is_dir():
-        pytest.fail(
-            f"Real Moodle captures not found at {FIXTURES.resolve()}: the emulator fidelity test needs the "
-            "'shared/' folder as a sibling of the repository clone (…/<clone>/../shared/real-moodle/fixtures).",
-            pytrace=False,
-        )
-    files = sorted(p for p in FIXTURES.glob("*.json") if p.name != "_index.json")
-    if not files:
-        pytest.fail(f"no captures in {FIXTURES}", pytrace=False)
-    return files
+    """Every capture file; a missing folder or file fails the test (fixture_paths)."""
+    return [real_moodle_path(name) for name in real_moodle_names()]
 
 
 def _mode(name: str) -> tuple[bool, bool]:
@@ -172,11 +163,12 @@ def test_every_capture_matches(emulators, capsys):
 
 
 def test_fixture_set_is_complete():
-    """Every capture listed in _index.json is replayed (none silently skipped)."""
-    index = json.loads((FIXTURES / "_index.json").read_text(encoding="utf-8"))
-    names = {e["name"] for e in index}
-    files = {p.stem for p in _fixture_files()}
-    assert names <= files
+    """Every capture of _index.json is replayed and its file exists (none silently skipped).
+
+    That every file in the folder is listed by some manifest: tests/test_fixture_paths.py.
+    """
+    files = _fixture_files()  # fails on the first listed capture whose file is missing
+    assert {p.stem for p in files} == set(manifest_names())
     assert len(files) >= 70
 
 

@@ -1,44 +1,30 @@
-"""Locate and classify the real Moodle captures in ``../shared/real-moodle/fixtures``.
+"""Locate and classify the real Moodle captures in ``tests/fixtures/real-moodle``.
 
-The captures live outside the repository: CI runs a clean clone with ``shared/`` as a
-sibling of the clone directory (like /work/main/../shared). ``MOODLE_REAL_FIXTURES`` can
-point elsewhere.
+The captures are committed with the tests (where they come from: that folder's README);
+``fixture_paths`` finds them and turns a missing one into a failure, never a skip.
 """
 from __future__ import annotations
 
 import json
-import os
 from functools import cache
 from pathlib import Path
 
-import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DIR = REPO_ROOT.parent / "shared" / "real-moodle" / "fixtures"
+from fixture_paths import real_moodle_dir, real_moodle_names, real_moodle_path
 
 
 def fixtures_dir() -> Path:
-    path = Path(os.environ.get("MOODLE_REAL_FIXTURES") or DEFAULT_DIR)
-    if not path.is_dir() or not any(path.glob("*.json")):
-        pytest.fail(
-            f"real Moodle captures not found at {path}: check out the shared/ directory as a "
-            f"sibling of the repository ({REPO_ROOT.parent}/shared/real-moodle/fixtures) or "
-            "set MOODLE_REAL_FIXTURES",
-            pytrace=False,
-        )
-    return path
+    return real_moodle_dir()
 
 
 def fixture_names() -> list[str]:
-    """Every capture name (without .json); [] when missing so collection still works."""
-    path = Path(os.environ.get("MOODLE_REAL_FIXTURES") or DEFAULT_DIR)
-    return sorted(p.stem for p in path.glob("*.json") if not p.name.startswith("_"))
+    """Every capture name (without .json); raises at collection when the captures are missing."""
+    return real_moodle_names()
 
 
 @cache
 def load(name: str) -> dict:
     """The capture: {"request": {...}, "status": int, "headers": {...}, "body_raw": str}."""
-    return json.loads((fixtures_dir() / f"{name}.json").read_text(encoding="utf-8"))
+    return json.loads(real_moodle_path(name).read_text(encoding="utf-8"))
 
 
 def body(name: str):

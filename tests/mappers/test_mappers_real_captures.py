@@ -1,8 +1,8 @@
-"""Every row of every real Moodle capture maps to what the design's rules say.
+"""Every row of every real Moodle capture maps to what the mapping rules say (docs/contracts.md).
 
-Rows come from ../shared/real-moodle/fixtures (a real Moodle 5.0.6+ site). Expected values
-are written out here from the capture README's test data, not recomputed by the mapper's
-own logic, so a rule broken in the mapper shows up as a mismatch.
+Rows come from tests/fixtures/real-moodle (a real Moodle 5.0.6+ site). Expected values
+are written out here from the site's test data (that folder's README), not recomputed by
+the mapper's own logic, so a rule broken in the mapper shows up as a mismatch.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from production_stack import EMULATOR_TOKEN, start_stack
 @pytest.fixture(scope="session")
 def prod_emulator():
     """The demo school (36 courses, 200 users, ~1,100 enrolments) as Moodle, for the stack."""
-    from moodle_assets.emulator import EmulatorServer
+    from moodle_emulator import EmulatorServer
 
     with EmulatorServer(scale="demo", token=EMULATOR_TOKEN, port=0) as emu:
         yield emu
@@ -66,7 +66,7 @@ def cli_deployment(pg_server, pg_url, tmp_path, monkeypatch, prod_cli_emulator):
 
 @pytest.fixture(scope="module")
 def prod_cli_emulator():
-    from moodle_assets.emulator import EmulatorServer
+    from moodle_emulator import EmulatorServer
 
     with EmulatorServer(scale="demo", token=EMULATOR_TOKEN, port=0) as emu:
         yield emu

@@ -248,9 +248,9 @@ class Stack:
         return self.instance.get_runs_count()
 
     def history(self, target: str | None = None) -> list:
-        from moodle_assets.store.sync_runs import list_runs
+        from moodle_assets.history import SyncHistory
 
-        return list_runs(self.engine, target=target, limit=100_000)
+        return SyncHistory(self.engine).recent(target=target, limit=100_000)
 
     def emulator_faults(self, config: dict) -> None:
         requests.post(f"{self.emulator.url}/__emulator__/faults", json=config, timeout=10).raise_for_status()
@@ -302,10 +302,10 @@ class Stack:
         return wait_until(done, timeout, f"Dagster run {run_id} to end", interval=0.5, alive=self.check_alive)
 
     def wait_rows_closed(self, row_ids: list[int], timeout: float = 120) -> dict[int, Any]:
-        from moodle_assets.store.sync_runs import get_run
+        from moodle_assets.history import SyncHistory
 
         def closed():
-            rows = {i: get_run(self.engine, i) for i in row_ids}
+            rows = {i: SyncHistory(self.engine).get(i) for i in row_ids}
             return rows if all(r is not None and r.status != "RUNNING" for r in rows.values()) else None
 
         return wait_until(closed, timeout, f"sync rows {row_ids} to close", interval=0.5, alive=self.check_alive)
@@ -314,13 +314,13 @@ class Stack:
         """No RUNNING history row and no Dagster run in flight."""
         from dagster import DagsterRunStatus, RunsFilter
 
-        from moodle_assets.store.sync_runs import running_runs
+        from moodle_assets.history import SyncHistory
 
         in_flight = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
                      DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING]
 
         def idle():
-            return not running_runs(self.engine) and not self.instance.get_runs(filters=RunsFilter(statuses=in_flight), limit=1)
+            return not SyncHistory(self.engine).running() and not self.instance.get_runs(filters=RunsFilter(statuses=in_flight), limit=1)
 
         wait_until(idle, timeout, "the stack to be idle", interval=0.5, alive=self.check_alive)
 

@@ -25,7 +25,7 @@ def test_instance_configs_validate_against_the_pinned_dagster_schema(tmp_path, m
 
 
 def test_docker_and_helm_files_name_the_contract_location():
-    from moodle_assets.targets import CODE_LOCATION_NAME
+    from moodle_assets.core.targets import CODE_LOCATION_NAME
 
     values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
     assert values["dagsterWebserver"]["workspace"]["servers"][0]["name"] == CODE_LOCATION_NAME
@@ -53,7 +53,7 @@ def _sync_settings_read_by_the_code() -> set[str]:
 # Read by the web process, the code server or the CLI only, never by a sync in a run container.
 NOT_FOR_RUNS = {
     "MOODLE_SYNC_CRON_SECRET", "MOODLE_INTEGRATION_WEB_TOKEN", "MOODLE_INTEGRATION_WEB_SIGNING_KEY",
-    "MOODLE_INTEGRATION_DATA_DIR", "MOODLE_SCHEDULE_SENSOR_INTERVAL_SECONDS",
+    "MOODLE_INTEGRATION_DATA_DIR", "MOODLE_SCHEDULE_SENSOR_INTERVAL_SECONDS", "MOODLE_INTEGRATION_LOG_LEVEL",
 }
 
 

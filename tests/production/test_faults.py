@@ -67,7 +67,7 @@ def run_worker_pid(prod, dagster_run_id: str) -> int | None:
 def test_run_worker_sigkilled_mid_sync_through_trigger_and_daemon(prod):
     """The existing killed-worker test covers `moodle-integration sync`; this is the
     web trigger → daemon queue → code server → run worker path, on PostgreSQL."""
-    from moodle_assets.store.sync_runs import get_run, running_runs
+    from moodle_assets.history import SyncHistory
 
     rows = prod.sync_now(["COURSE_CATALOG"])
     assert rows["COURSE_CATALOG"].status == "SUCCESS", rows["COURSE_CATALOG"].error
@@ -87,7 +87,7 @@ def test_run_worker_sigkilled_mid_sync_through_trigger_and_daemon(prod):
         return pid if pid and prod.emulator_counters()["requests_total"] > 0 else None
 
     pid = wait_until(worker_mid_fetch, 90, "the run worker to reach Moodle", alive=prod.check_alive)
-    assert get_run(prod.engine, row_id).status == "RUNNING"
+    assert SyncHistory(prod.engine).get(row_id).status == "RUNNING"
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
     prod.emulator_faults({})
@@ -100,7 +100,7 @@ def test_run_worker_sigkilled_mid_sync_through_trigger_and_daemon(prod):
     assert row.status == "FAILED", row
     assert row.error and ("worker lost" in row.error or "failed" in row.error.lower()), row.error
     assert prod.wait_dagster_run(run_id, timeout=90) in ("FAILURE", "CANCELED")
-    assert running_runs(prod.engine) == []
+    assert SyncHistory(prod.engine).running() == []
     assert snapshot(prod.engine) == before  # one transaction per target: nothing half-written
     print(f"\nkilled run worker pid {pid}: row #{row_id} closed FAILED after {reconcile_s:.1f} s: {row.error[:160]}")
 
@@ -117,6 +117,7 @@ def test_empty_lists_trip_the_mass_deactivation_guard_end_to_end(prod):
     before = snapshot(prod.engine)
     prod.emulator_faults({"empty_lists": True})
     rows = closed_rows(prod, trigger_each(prod, ALL))  # three runs side by side
+    prod.wait_idle()  # each asset closes its row just before its Dagster run records the failure
     for target, row in rows.items():
         assert row.status == "FAILED", (target, row)
         assert "refusing to mark" in row.error and "nothing was written" in row.error, row.error
@@ -143,8 +144,8 @@ def test_app_database_unreachable_then_back(prod):
 
     from moodle_assets.store.db import transaction
     from moodle_assets.store.models import IntegrationSyncConfig
-    from moodle_assets.store.types import utcnow
-    from moodle_assets.targets import SyncTarget
+    from moodle_assets.core.clock import utcnow
+    from moodle_assets.core.targets import SyncTarget
     from schedules.config_table import update_config
 
     from production_stack import ADMIN, SYNC_SECRET, WEB_TOKEN

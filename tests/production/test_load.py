@@ -34,8 +34,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def test_trigger_burst_no_errors_no_duplicate_runs(prod):
-    from moodle_assets.store.sync_runs import running_runs
-    from moodle_assets.targets import SyncTarget
+    from moodle_assets.history import SyncHistory
+    from moodle_assets.core.targets import SyncTarget
     from schedules.config_table import update_config
 
     for target in SyncTarget:
@@ -85,7 +85,7 @@ def test_trigger_burst_no_errors_no_duplicate_runs(prod):
 
     def sample() -> None:
         while not sampling.is_set():
-            per_target = Counter(r.target for r in running_runs(prod.engine))
+            per_target = Counter(r.target for r in SyncHistory(prod.engine).running())
             for target, n in per_target.items():
                 max_running[target] = max(max_running[target], n)
             sampling.wait(0.2)
@@ -121,7 +121,7 @@ def test_trigger_burst_no_errors_no_duplicate_runs(prod):
     dagster_runs = prod.dagster_run_count() - runs_before
     assert dagster_runs == len({o["dagster_run_id"] for o in launched})
     assert all(r.status in ("SUCCESS", "SKIPPED") for r in new_rows)
-    assert not running_runs(prod.engine)
+    assert not SyncHistory(prod.engine).running()
 
     ms = [x * 1000 for x in latencies]
     p50, p95, p99 = (percentile(ms, q) for q in (50, 95, 99))

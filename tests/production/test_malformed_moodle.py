@@ -117,12 +117,12 @@ class CorruptingProxy:
 def sync_all() -> dict:
     from moodle_assets.cli import main
     from moodle_assets.store.db import engine_for
-    from moodle_assets.store.sync_runs import list_runs
+    from moodle_assets.history import SyncHistory
 
     rows = {}
     for target in ("COURSE_CATALOG", "USER_DIRECTORY", "ENROLLMENTS"):
         main(["sync", "--target", target])
-        rows[target] = list_runs(engine_for(os.environ["DATABASE_URL"]), target=target, limit=1)[0]
+        rows[target] = SyncHistory(engine_for(os.environ["DATABASE_URL"])).recent(target=target, limit=1)[0]
     return rows
 
 

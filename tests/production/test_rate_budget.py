@@ -50,7 +50,7 @@ def run_two(tmp_path: Path, client_rps: float, tag: str) -> tuple[list[int], lis
 def test_two_processes_share_one_rate_budget_zero_429s(cli_deployment, tmp_path):
     from moodle_assets.cli import main
     from moodle_assets.store.db import engine_for
-    from moodle_assets.store.sync_runs import list_runs
+    from moodle_assets.history import SyncHistory
 
     emu = cli_deployment
     assert main(["sync", "--target", "COURSE_CATALOG"]) == 0  # enrolments need the courses
@@ -65,7 +65,7 @@ def test_two_processes_share_one_rate_budget_zero_429s(cli_deployment, tmp_path)
     wall = time.monotonic() - t0
     seen = counters(emu)
     assert codes == [0, 0], outputs
-    rows = {t: list_runs(engine, target=t, limit=1)[0] for t in ("USER_DIRECTORY", "ENROLLMENTS")}
+    rows = {t: SyncHistory(engine).recent(target=t, limit=1)[0] for t in ("USER_DIRECTORY", "ENROLLMENTS")}
     assert all(r.status == "SUCCESS" and r.trigger == "CLI" for r in rows.values()), rows
     # they really ran at the same time
     a, b = rows["USER_DIRECTORY"], rows["ENROLLMENTS"]

@@ -6,27 +6,30 @@ import time
 import pytest
 
 
-def test_a_short_heartbeat_timeout_does_not_close_a_healthy_sync_as_a_ghost(sqlite_url, monkeypatch):
+def test_a_short_heartbeat_timeout_does_not_close_a_healthy_sync_as_a_ghost(sqlite_url):
     """MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS accepts 5 s, but running syncs beat every 10 s: any
     healthy sync longer than the timeout was closed FAILED "worker lost" by the next sensor tick
     (found when a sync riding out a Retry-After took 6 s under a 5 s timeout)."""
-    from moodle_assets.assets import _Heartbeat
-    from moodle_assets.store import sync_runs
+    from moodle_assets.core.targets import SyncTarget, SyncTrigger
+    from moodle_assets.history import SyncHistory
+    from moodle_assets.history.runs import HEARTBEAT_INTERVAL_S
+    from moodle_assets.orchestration.assets import _Heartbeat
     from moodle_assets.store.db import create_app_engine
     from moodle_assets.store.migrate import upgrade
 
-    monkeypatch.setenv(sync_runs.HEARTBEAT_TIMEOUT_ENV, "5")
     upgrade(sqlite_url)
     engine = create_app_engine(sqlite_url)
-    claim = sync_runs.claim_run(engine, "COURSE_CATALOG", "API")
-    assert claim.started
-    with _Heartbeat(engine, claim.run_id) as beat:
+    history = SyncHistory(engine, heartbeat_timeout=5)
+    claim = history.claim(SyncTarget.COURSE_CATALOG, SyncTrigger.API)
+    owner = history.take(claim.run_id, "run")
+    assert claim.started and owner is not None
+    with _Heartbeat(history, owner) as beat:
         assert beat.interval <= 5 / 3
         time.sleep(6.5)  # longer than the timeout
-        assert sync_runs.reconcile_ghosts(engine) == []
-    assert sync_runs.get_run(engine, claim.run_id).status == "RUNNING"
-    monkeypatch.delenv(sync_runs.HEARTBEAT_TIMEOUT_ENV)
-    assert sync_runs.heartbeat_interval_seconds() == pytest.approx(sync_runs.HEARTBEAT_INTERVAL_S)
+        assert history.reconcile_ghosts() == []
+        assert not beat.lost.is_set()
+    assert history.get(claim.run_id).status == "RUNNING"
+    assert SyncHistory(engine).heartbeat_interval == pytest.approx(HEARTBEAT_INTERVAL_S)
     engine.dispose()
 
 
@@ -37,26 +40,29 @@ def test_a_run_that_waited_in_the_queue_longer_than_the_timeout_is_not_a_ghost_w
     asset's first beat (found with three runs starting at once on a 2-core box)."""
     from datetime import timedelta
 
-    from moodle_assets.store import sync_runs
+    from moodle_assets.core.clock import utcnow
+    from moodle_assets.core.targets import SyncTarget, SyncTrigger
+    from moodle_assets.history import RunState, SyncHistory
     from moodle_assets.store.db import create_app_engine
     from moodle_assets.store.migrate import upgrade
-    from moodle_assets.store.types import utcnow
 
     upgrade(sqlite_url)
     engine = create_app_engine(sqlite_url)
     timeout = timedelta(seconds=180)
+    history = SyncHistory(engine, heartbeat_timeout=timeout)
     t0 = utcnow() - timedelta(minutes=30)
-    claim = sync_runs.claim_run(engine, "ENROLLMENTS", "API", dagster_run_id="run-1", now=t0)
-    state = {"run-1": sync_runs.QUEUED}
+    claim = history.claim(SyncTarget.ENROLLMENTS, SyncTrigger.API, dagster_run_id="run-1", now=t0)
+    state = {"run-1": RunState.QUEUED}
     # queued for 10 minutes: never a ghost
     later = t0 + timedelta(minutes=10)
-    assert sync_runs.reconcile_ghosts(engine, run_state=state.get, now=later, timeout=timeout) == []
+    assert history.reconcile_ghosts(run_state=state.get, now=later) == []
     # the daemon dequeues it; the worker is starting, the asset has not beaten yet
-    state["run-1"] = sync_runs.RUNNING
-    assert sync_runs.reconcile_ghosts(engine, run_state=state.get, now=later + timedelta(seconds=20), timeout=timeout) == []
-    assert sync_runs.get_run(engine, claim.run_id).status == "RUNNING"
+    state["run-1"] = RunState.RUNNING
+    assert history.reconcile_ghosts(run_state=state.get, now=later + timedelta(seconds=20)) == []
+    assert history.get(claim.run_id).status == "RUNNING"
     # ... but a worker that really never beats is still closed once the timeout has passed
-    assert sync_runs.reconcile_ghosts(engine, run_state=state.get, now=later + timeout + timedelta(seconds=1), timeout=timeout) == [claim.run_id]
+    closed = history.reconcile_ghosts(run_state=state.get, now=later + timeout + timedelta(seconds=1))
+    assert closed == [claim.run_id]
     engine.dispose()
 
 
@@ -67,7 +73,8 @@ def test_app_database_unreachable_is_a_503_that_says_so_not_a_500(tmp_path, monk
     import requests
     from dagster import DagsterInstance
 
-    from moodle_assets.dagster_home import WORKSPACE_FILE
+    from moodle_assets.orchestration.instance import WORKSPACE_FILE
+    from moodle_assets.settings import load_settings
     from moodle_assets.web.app import create_app, workspace_context
     from moodle_assets.web.serve import BackgroundServer
 
@@ -82,7 +89,7 @@ def test_app_database_unreachable_is_a_503_that_says_so_not_a_500(tmp_path, monk
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with DagsterInstance.get() as instance, workspace_context(instance, WORKSPACE_FILE) as context:
-        with BackgroundServer(create_app(context)) as server:
+        with BackgroundServer(create_app(context, load_settings())) as server:
             r = requests.post(server.url + "/api/integration/moodle/sync", headers={"x-sync-secret": secret}, timeout=30)
             assert r.status_code == 503, r.text
             assert "database is unreachable" in r.json()["error"] and r.headers["Retry-After"]

@@ -1,7 +1,7 @@
 """Helpers for the Moodle client tests: a tiny *real* HTTP server that replays responses
-captured from a real Moodle (../shared/real-moodle/fixtures) or scripted status/body pairs.
+captured from a real Moodle (tests/fixtures/real-moodle) or scripted status/body pairs.
 
-It is not the emulator (that lives in moodle_assets/emulator): it answers exactly what a test
+It is not the emulator (that lives in moodle_emulator): it answers exactly what a test
 tells it to, so each error body from real Moodle can be replayed over HTTP byte for byte.
 """
 from __future__ import annotations
@@ -12,12 +12,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED = REPO_ROOT.parent / "shared"
-REAL_FIXTURES = SHARED / "real-moodle" / "fixtures"
+from fixture_paths import real_moodle_names, real_moodle_path
 
 # A token that looks like a real one (32 hex chars) so "absent from every text" is meaningful.
 SECRET_TOKEN = "5ec4e7c0ffee0123456789abcdeffeed"
@@ -36,13 +33,13 @@ def assert_token_free(exc: BaseException) -> None:
 
 
 def load_real_fixture(name: str) -> dict:
-    return json.loads((REAL_FIXTURES / f"{name}.json").read_text())
+    """A real Moodle capture; a missing file fails the test (never a skip)."""
+    return json.loads(real_moodle_path(name).read_text(encoding="utf-8"))
 
 
 def real_fixture_names() -> list[str]:
-    if not REAL_FIXTURES.is_dir():
-        return []
-    return sorted(p.stem for p in REAL_FIXTURES.glob("*.json") if not p.stem.startswith("_"))
+    """Every capture name; raises at collection when the captures are missing."""
+    return real_moodle_names()
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The client against the bundled Moodle emulator over real HTTP: every error class, 429 bursts
 with Retry-After (both forms), retry limits, the host throttle across two processes, and token
-hygiene. Skipped (with the reason) until ``moodle_assets.emulator.EmulatorServer`` exists."""
+hygiene. Skipped (with the reason) until ``moodle_emulator.EmulatorServer`` exists."""
 from __future__ import annotations
 
 import json
@@ -26,15 +26,7 @@ from resources.moodle import (
     MoodleWebServicesDisabledError,
 )
 
-try:
-    from moodle_assets.emulator import EmulatorServer
-except ImportError as exc:  # the emulator is built in parallel (issue: Moodle emulator)
-    EmulatorServer = None
-    _MISSING = f"moodle_assets.emulator.EmulatorServer is not available yet ({exc})"
-else:
-    _MISSING = ""
-
-pytestmark = pytest.mark.skipif(EmulatorServer is None, reason=_MISSING or "emulator missing")
+from moodle_emulator import EmulatorServer
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import json
 import pickle
 
 import pytest
-from moodle_replay import REAL_FIXTURES, SECRET_TOKEN, Reply, assert_token_free, load_real_fixture, real_fixture_names
+from moodle_replay import SECRET_TOKEN, Reply, assert_token_free, load_real_fixture, real_fixture_names
 
 from resources.moodle import (
     MoodleAccessError,
@@ -26,8 +26,6 @@ from resources.moodle import (
     raise_for_warnings,
 )
 from resources.moodle_errors import error_from_payload
-
-pytestmark = pytest.mark.skipif(not REAL_FIXTURES.is_dir(), reason=f"real Moodle fixtures not found at {REAL_FIXTURES}")
 
 BY_ERRORCODE = {
     "invalidtoken": MoodleAuthenticationError,
@@ -252,13 +250,9 @@ def test_errors_pickle_with_their_fields():
     assert type(again) is MoodleAuthenticationError and again.errorcode == "invalidtoken" and str(again) == str(err)
 
 
-def test_resource_hides_the_token_and_reads_env_defaults(replay, monkeypatch, throttle_dir):
-    monkeypatch.setenv("MOODLE_RATE_LIMIT_MAX_RETRIES", "1")
-    monkeypatch.setenv("MOODLE_RATE_LIMIT_BASE_DELAY_MS", "1")
-    monkeypatch.setenv("MOODLE_RATE_LIMIT_MAX_DELAY_MS", "2")
-    monkeypatch.setenv("MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND", "0")
-    monkeypatch.setenv("MOODLE_THROTTLE_DIR", throttle_dir)
-    res = MoodleResource(url=replay.url, token=SECRET_TOKEN)
+def test_resource_hides_the_token_and_its_fields_drive_the_client(replay, throttle_dir):
+    res = MoodleResource(url=replay.url, token=SECRET_TOKEN, max_retries=1, base_delay_ms=1, max_delay_ms=2,
+                         requests_per_second=0, throttle_dir=throttle_dir)
     assert SECRET_TOKEN not in repr(res) and SECRET_TOKEN not in str(res)
     s = res.settings()
     assert (s.max_retries, s.base_delay_ms, s.max_delay_ms, s.requests_per_second) == (1, 1, 2, 0)
@@ -270,33 +264,55 @@ def test_resource_hides_the_token_and_reads_env_defaults(replay, monkeypatch, th
     assert SECRET_TOKEN not in repr(res.get_client())
 
 
+def test_the_environment_reaches_the_resource_through_the_settings_and_definitions(throttle_dir):
+    from moodle_assets.definitions import build_definitions
+    from moodle_assets.settings import load_settings
+
+    env = {
+        "MOODLE_RATE_LIMIT_MAX_RETRIES": "1",
+        "MOODLE_RATE_LIMIT_BASE_DELAY_MS": "1",
+        "MOODLE_RATE_LIMIT_MAX_DELAY_MS": "2",
+        "MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND": "0",
+        "MOODLE_THROTTLE_DIR": throttle_dir,
+    }
+    moodle = build_definitions(load_settings(env)).resources["moodle"]
+    assert (moodle.max_retries, moodle.base_delay_ms, moodle.max_delay_ms, moodle.requests_per_second) == (1, 1, 2, 0)
+    assert moodle.throttle_dir == throttle_dir
+
+
 @pytest.mark.parametrize(
     "var, value, phrase",
     [
         ("MOODLE_RATE_LIMIT_MAX_RETRIES", "three", "MOODLE_RATE_LIMIT_MAX_RETRIES must be a whole number"),
-        ("MOODLE_RATE_LIMIT_MAX_RETRIES", "-1", "MOODLE_RATE_LIMIT_MAX_RETRIES must be >= 0"),
+        ("MOODLE_RATE_LIMIT_MAX_RETRIES", "-1", "MOODLE_RATE_LIMIT_MAX_RETRIES must be greater than or equal to 0"),
         ("MOODLE_RATE_LIMIT_BASE_DELAY_MS", "1.5", "MOODLE_RATE_LIMIT_BASE_DELAY_MS must be a whole number"),
         ("MOODLE_RATE_LIMIT_MAX_DELAY_MS", "10", "MOODLE_RATE_LIMIT_MAX_DELAY_MS (10) must be >="),
         ("MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND", "fast", "MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND must be a number"),
-        ("MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND", "-2", "MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND must be >= 0"),
-        ("MOODLE_HTTP_READ_TIMEOUT_S", "0", "MOODLE_HTTP_READ_TIMEOUT_S must be > 0"),
+        ("MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND", "-2", "MOODLE_RATE_LIMIT_REQUESTS_PER_SECOND must be greater than"),
+        ("MOODLE_RATE_LIMIT_BURST", "-1", "MOODLE_RATE_LIMIT_BURST must be greater than or equal to 0"),
+        ("MOODLE_HTTP_READ_TIMEOUT_S", "0", "MOODLE_HTTP_READ_TIMEOUT_S must be greater than 0"),
         ("MOODLE_RATE_LIMIT_ERRORCODE_PATTERN", "(", "must be a regular expression"),
     ],
 )
-def test_bad_env_values_fail_with_one_clear_line(var, value, phrase, monkeypatch):
-    from resources.config import ConfigError
-    from resources.moodle import validate_env
+def test_bad_env_values_fail_with_one_clear_line(var, value, phrase):
+    from moodle_assets.settings import ConfigError, load_settings
 
-    monkeypatch.setenv(var, value)
     with pytest.raises(ConfigError, match=phrase.replace("(", r"\(").replace(")", r"\)")) as info:
-        validate_env()
-    assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError):
-        MoodleResource(url="https://lms.example.edu", token=SECRET_TOKEN).get_client()
+        load_settings({var: value})
+    assert "\n" not in str(info.value) and str(info.value).startswith(var)
+
+
+def test_bad_resource_fields_fail_with_one_clear_line():
+    from moodle_assets.core.validation import ConfigError
+
+    for fields, phrase in (({"max_retries": -1}, "max_retries must be"), ({"read_timeout_s": 0}, "read_timeout_s"),
+                           ({"ratelimit_message_pattern": "("}, "regular expression")):
+        with pytest.raises(ConfigError, match=phrase):
+            MoodleResource(url="https://lms.example.edu", token=SECRET_TOKEN, **fields).get_client()
 
 
 def test_bad_url_and_missing_token(throttle_dir):
-    from resources.config import ConfigError
+    from moodle_assets.core.validation import ConfigError
 
     with pytest.raises(ConfigError, match="MOODLE_URL must be an http"):
         MoodleResource(url="lms.example.edu", token=SECRET_TOKEN).get_client()

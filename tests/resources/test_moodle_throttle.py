@@ -9,7 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from moodle_replay import REAL_FIXTURES, SECRET_TOKEN, Reply, load_real_fixture
+from moodle_replay import SECRET_TOKEN, Reply, load_real_fixture
 
 from resources.moodle import MoodleUnknownError
 from resources.throttle import HostThrottle, site_key
@@ -117,14 +117,15 @@ def test_penalize_holds_even_with_burst_tolerance(tmp_path):
 
 
 
-def test_client_reads_the_burst_tolerance_from_the_environment(tmp_path):
-    from resources.config import ConfigError
+def test_the_burst_tolerance_defaults_to_one_and_zero_is_allowed():
+    from moodle_assets.core.validation import ConfigError
     from resources.moodle_client import DEFAULT_THROTTLE_BURST, ClientSettings
 
-    assert ClientSettings("https://lms.example.edu", env={}).throttle_burst == DEFAULT_THROTTLE_BURST == 1.0
-    assert ClientSettings("https://lms.example.edu", env={"MOODLE_RATE_LIMIT_BURST": "0"}).throttle_burst == 0.0
-    with pytest.raises(ConfigError, match="MOODLE_RATE_LIMIT_BURST"):
-        ClientSettings("https://lms.example.edu", env={"MOODLE_RATE_LIMIT_BURST": "-1"})
+    assert ClientSettings("https://lms.example.edu").throttle_burst == DEFAULT_THROTTLE_BURST == 1.0
+    assert ClientSettings("https://lms.example.edu", throttle_burst=0).throttle_burst == 0.0
+    with pytest.raises(ConfigError, match="throttle_burst"):
+        ClientSettings("https://lms.example.edu", throttle_burst=-1)
+
 
 def test_threads_share_the_budget(tmp_path):
     t = HostThrottle("https://lms.example.edu", 100, tmp_path)
@@ -202,7 +203,6 @@ def _options(seen):
             for i in range(10) if f"options[{i}][name]" in form}
 
 
-@pytest.mark.skipif(not REAL_FIXTURES.is_dir(), reason="real Moodle fixtures missing")
 def test_paginate_real_pages_until_the_empty_one(replay, make_client):
     for start in range(0, 14, 2):
         replay.push_fixture(f"get_enrolled_users_course_2_page_from_{start}_size_2")

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from moodle_assets.cli import main
-from moodle_assets.store import sync_runs
+from moodle_assets.core.targets import SyncTarget, SyncTrigger
+from moodle_assets.history import SyncHistory
 from moodle_assets.store.db import engine_for
 
 
@@ -12,8 +13,9 @@ def test_config_set_then_runs_for_one_target(sqlite_url, monkeypatch, capsys):
     line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("ENROLLMENTS")][0]
     assert "yes" in line and "30 min" in line and line.split()[-2:] != ["-", "-"]  # next run set
     engine = engine_for(sqlite_url)
-    sync_runs.record_skip(engine, "ENROLLMENTS", "SCHEDULE", "ENROLLMENTS is still syncing (sync run #1)")
-    sync_runs.record_skip(engine, "USER_DIRECTORY", "CLI", "other target")
+    history = SyncHistory(engine)
+    history.skip(SyncTarget.ENROLLMENTS, SyncTrigger.SCHEDULE, "ENROLLMENTS is still syncing (sync run #1)")
+    history.skip(SyncTarget.USER_DIRECTORY, SyncTrigger.CLI, "other target")
     assert main(["runs", "--target", "enrollments"]) == 0
     out = capsys.readouterr().out
     assert "SKIPPED" in out and "SCHEDULE" in out and "still syncing" in out and "other target" not in out

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from moodle_assets.store.db import transaction
 from moodle_assets.store.models import IntegrationSyncRun
-from moodle_assets.targets import SyncTarget
+from moodle_assets.core.targets import SyncTarget
 from schedules.config_table import TargetConfig, get_config, list_configs, move_slot, update_config
 from schedules.plan import Action, plan_tick, run_key
 
@@ -69,16 +69,18 @@ def test_update_config_recomputes_next_run(migrated_engine):
     assert get_config(migrated_engine, EN).updated_at == NOW
 
 
-def test_move_slot_is_compare_and_set_and_records_the_skip_once(migrated_engine):
+def test_move_slot_is_compare_and_set(migrated_engine):
+    """The config half of a skipped slot (the history records the SKIPPED row in the same transaction)."""
     update_config(migrated_engine, CC, enabled=True, frequency_minutes=60, now=NOW)
     later = NOW + timedelta(hours=1)
-    first = move_slot(migrated_engine, CC, expected_next_run_at=NOW, new_next_run_at=later, skip_reason="busy", now=NOW)
-    again = move_slot(migrated_engine, CC, expected_next_run_at=NOW, new_next_run_at=later, skip_reason="busy", now=NOW)
-    assert first and again is None
+    with transaction(migrated_engine) as session:
+        assert move_slot(session, CC, expected_next_run_at=NOW, new_next_run_at=later)
+    with transaction(migrated_engine) as session:
+        assert not move_slot(session, CC, expected_next_run_at=NOW, new_next_run_at=later)
     assert get_config(migrated_engine, CC).next_run_at == later
     with transaction(migrated_engine) as s:
-        rows = s.scalars(select(IntegrationSyncRun)).all()
-        assert [(r.id, r.status, r.trigger, r.skip_reason) for r in rows] == [(first, "SKIPPED", "SCHEDULE", "busy")]
+        assert s.scalars(select(IntegrationSyncRun)).all() == []  # nothing ran, nothing recorded here
     # a disabled target's slot is never moved
     update_config(migrated_engine, UD, enabled=False)
-    assert move_slot(migrated_engine, UD, expected_next_run_at=None, new_next_run_at=later) is None
+    with transaction(migrated_engine) as session:
+        assert not move_slot(session, UD, expected_next_run_at=None, new_next_run_at=later)

@@ -13,11 +13,12 @@ from dagster import DagsterInstance, DagsterRunStatus, SkipReason, build_sensor_
 from sqlalchemy import select
 
 from moodle_assets.cli import main
-from moodle_assets.store import sync_runs
+from moodle_assets.history import SyncHistory
 from moodle_assets.store.db import create_app_engine, transaction
 from moodle_assets.store.models import CourseCatalog
-from sensors import SCHEDULE_SENSORS
-from moodle_assets.targets import SyncTarget
+from resources.app_db import AppDatabaseResource
+from sensors import build_schedule_sensors
+from moodle_assets.core.targets import SyncTarget
 from tests.conftest import REPO_ROOT
 
 TIMEOUT_S = 5  # the smallest heartbeat timeout the setting accepts
@@ -30,7 +31,7 @@ def catalog(engine):
 
 def mid_fetch(engine, instance, emulator) -> bool:
     """The sync's Dagster run has started and Moodle is being asked (each call takes 300 ms)."""
-    running = sync_runs.running_runs(engine)
+    running = SyncHistory(engine).running()
     if not running or not running[0].dagster_run_id:
         return False
     run = instance.get_run_by_id(running[0].dagster_run_id)
@@ -70,23 +71,25 @@ def test_sigkilled_sync_is_reconciled_and_the_next_sync_runs(app_env, dagster_ho
             proc.wait(10)
     requests.post(f"{app_env.url}/__emulator__/faults", json={}, timeout=5).raise_for_status()
 
-    [ghost] = sync_runs.running_runs(engine)
+    [ghost] = SyncHistory(engine).running()
     assert ghost.trigger == "CLI" and ghost.dagster_run_id
 
     with DagsterInstance.get() as instance:
         # Its Dagster run still says STARTED (the worker died with it): only the heartbeat tells.
-        assert SCHEDULE_SENSORS[SyncTarget.COURSE_CATALOG](build_sensor_context(instance=instance)) is not None
-        assert sync_runs.get_run(engine, ghost.id).status == "RUNNING"  # fresh enough: not yet a ghost
+        sensor = build_schedule_sensors(30)[SyncTarget.COURSE_CATALOG]
+        resources = {"app_db": AppDatabaseResource(url=os.environ["DATABASE_URL"], heartbeat_timeout_seconds=TIMEOUT_S)}
+        assert sensor(build_sensor_context(instance=instance, resources=resources)) is not None
+        assert SyncHistory(engine).get(ghost.id).status == "RUNNING"  # fresh enough: not yet a ghost
         time.sleep(TIMEOUT_S + 1)
-        result = SCHEDULE_SENSORS[SyncTarget.COURSE_CATALOG](build_sensor_context(instance=instance))
+        result = sensor(build_sensor_context(instance=instance, resources=resources))
     assert isinstance(result, SkipReason) and f"closed ghost sync run(s) #{ghost.id}" in result.skip_message
-    assert sync_runs.running_runs(engine) == []
-    closed = sync_runs.get_run(engine, ghost.id)
+    assert SyncHistory(engine).running() == []
+    closed = SyncHistory(engine).get(ghost.id)
     assert closed.status == "FAILED" and closed.error.startswith("worker lost: no heartbeat")
     assert catalog(engine) == before  # one transaction per target: the killed sync wrote nothing
 
     assert main(["sync", "--target", "COURSE_CATALOG"]) == 0
-    latest = sync_runs.list_runs(engine, target="COURSE_CATALOG", limit=1)[0]
+    latest = SyncHistory(engine).recent(target="COURSE_CATALOG", limit=1)[0]
     assert latest.status == "SUCCESS" and latest.trigger == "CLI"
     assert catalog(engine) == before
     engine.dispose()

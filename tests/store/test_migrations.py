@@ -9,7 +9,7 @@ from sqlalchemy import inspect, select, text
 from moodle_assets.store.db import create_app_engine, transaction
 from moodle_assets.store.migrate import current_revision, downgrade, head_revision, upgrade
 from moodle_assets.store.models import CONTRACT_TABLES, IntegrationSyncConfig, User
-from moodle_assets.targets import SyncTarget
+from moodle_assets.core.targets import SyncTarget
 
 CONTRACT_COLUMNS = {
     "integration_sync_config": {"target", "enabled", "frequency_minutes", "last_run_at", "next_run_at", "updated_at"},

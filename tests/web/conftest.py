@@ -14,7 +14,7 @@ def queued_web(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def module_emulator():
-    from moodle_assets.emulator import EmulatorServer
+    from moodle_emulator import EmulatorServer
 
     with EmulatorServer(scale="real", token=EMULATOR_TOKEN, port=0) as emu:
         yield emu

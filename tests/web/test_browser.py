@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from moodle_assets.targets import SyncTarget
+from moodle_assets.core.targets import SyncTarget
 from schedules.config_table import get_config
 from web_helpers import ADMIN, REPO_ROOT
 

@@ -30,7 +30,7 @@ def free_port() -> int:
 
 def test_trigger_through_serve_and_the_daemon_queue(tmp_path, module_emulator):
     from moodle_assets.store.db import create_app_engine
-    from moodle_assets.store.sync_runs import list_runs
+    from moodle_assets.history import SyncHistory
 
     port = free_port()
     env = os.environ.copy()
@@ -65,7 +65,7 @@ def test_trigger_through_serve_and_the_daemon_queue(tmp_path, module_emulator):
         engine = create_app_engine(env["DATABASE_URL"])
         deadline = time.monotonic() + 150
         while True:
-            rows = {row.id: row for row in list_runs(engine)}
+            rows = {row.id: row for row in SyncHistory(engine).recent()}
             statuses = [rows[x["sync_run_id"]].status for x in results]
             if all(s != "RUNNING" for s in statuses) or time.monotonic() > deadline:
                 break

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from moodle_assets.store.sync_runs import list_runs
-from moodle_assets.targets import SyncTarget
+from moodle_assets.history import SyncHistory
+from moodle_assets.core.targets import SyncTarget
 from schedules.config_table import get_config
 from web_helpers import ADMIN, REPO_ROOT, SYNC_SECRET, TRIGGER, WEB_TOKEN
 
@@ -114,7 +114,7 @@ def test_csrf_and_unknown_target(web):
     assert r.status_code == 403
     assert s.post(web.url + f"{ADMIN}/COURSE_CATALOG/run", data={"csrf_token": "x"}, timeout=30).status_code == 403
     assert get_config(web.engine, SyncTarget.COURSE_CATALOG).frequency_minutes == 60
-    assert list_runs(web.engine) == []
+    assert SyncHistory(web.engine).recent() == []
     r = s.post(web.url + f"{ADMIN}/NOPE/settings", data={"csrf_token": token, "frequency_minutes": "5"}, timeout=30)
     assert r.status_code == 404 and "no sync target called" in r.text
 
@@ -126,7 +126,7 @@ def test_run_now_claims_manual_and_launches_then_skips_while_running(web):
     assert r.status_code == 303 and r.headers["location"] == ADMIN + "#target-enrollments"
     page = s.get(web.url + ADMIN, timeout=30).text
     assert "Enrollments sync started" in page
-    (row,) = list_runs(web.engine, target="ENROLLMENTS")
+    (row,) = SyncHistory(web.engine).recent(target="ENROLLMENTS")
     assert (row.status, row.trigger) == ("RUNNING", "MANUAL")
     run = web.instance.get_run_by_id(row.dagster_run_id)
     assert run.job_name == "sync_enrollments"
@@ -136,36 +136,47 @@ def test_run_now_claims_manual_and_launches_then_skips_while_running(web):
     assert "Enrollments not started: ENROLLMENTS is already syncing" in page
 
 
-def test_a_failed_launch_closes_the_claim_with_the_reason(web, monkeypatch):
-    import moodle_assets.web.launcher as launcher
+def test_a_failed_launch_closes_the_claim_with_the_reason(web):
+    """A web process whose workspace lacks the code location: GraphQL `launchRun` fails, the
+    claimed row is closed FAILED with a short reason, and the answer says SKIPPED."""
+    from moodle_assets.web.app import create_app, workspace_context
+    from moodle_assets.web.serve import BackgroundServer
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("code server unavailable")
-
-    monkeypatch.setattr(launcher, "submit_job_run", broken)
-    r = web.session().post(web.url + TRIGGER, json={"targets": ["COURSE_CATALOG"]}, headers={"x-sync-secret": SYNC_SECRET}, timeout=60)
+    empty = web.tmp / "empty_workspace.yaml"
+    empty.write_text("load_from: []\n")
+    with workspace_context(web.instance, empty) as context, BackgroundServer(create_app(context, web.settings)) as srv:
+        r = web.session().post(
+            srv.url + TRIGGER, json={"targets": ["COURSE_CATALOG"]}, headers={"x-sync-secret": SYNC_SECRET}, timeout=60
+        )
     assert r.status_code == 202
     (result,) = r.json()
-    assert result["outcome"] == "SKIPPED" and result["reason"] == "launch failed: RuntimeError: code server unavailable"
-    (row,) = list_runs(web.engine)
-    assert row.id == result["sync_run_id"] and row.status == "FAILED" and "code server unavailable" in row.error
+    assert result["outcome"] == "SKIPPED" and result["reason"].startswith("launch failed: ")
+    assert "moodle_integration" in result["reason"]
+    (row,) = SyncHistory(web.engine).recent()
+    assert row.id == result["sync_run_id"] and row.status == "FAILED" and row.error == result["reason"]
+    assert "Traceback" not in row.error and 'File "' not in row.error
 
 
 def test_launcher_refuses_an_unknown_job(web):
-    from moodle_assets.web.launcher import submit_job_run
+    """`launchRun` through the webserver's own GraphQL server: Dagster's refusal becomes LaunchFailed."""
+    from starlette.requests import Request
 
-    with web.process_context.create_request_context() as context:
-        with pytest.raises(Exception, match="no_such_job"):
-            submit_job_run(context, "no_such_job", tags={})
+    from moodle_assets.web.app import AppWebserver
+    from moodle_assets.web.launcher import LaunchFailed, launch_run
+
+    webserver = AppWebserver(web.process_context, web.settings, [])
+    request = Request({"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""})
+    with pytest.raises(LaunchFailed, match="PipelineNotFoundError.*no_such_job"):
+        launch_run(webserver, request, "no_such_job", tags={})
 
 
 # --- access control: MOODLE_INTEGRATION_WEB_TOKEN --------------------------------------------
 
 
 @pytest.fixture
-def locked(web, monkeypatch):
-    monkeypatch.setenv("MOODLE_INTEGRATION_WEB_TOKEN", WEB_TOKEN)
-    return web
+def locked(web):
+    with web.variant(web_token=WEB_TOKEN) as variant:
+        yield variant
 
 
 def ws_handshake(url: str, headers: dict[str, str]) -> str:
@@ -268,6 +279,25 @@ def test_readme_curl_graphql_snippet_launches_a_tagged_run(web):
     assert run.tags["moodle/target"] == "COURSE_CATALOG" and run.tags["moodle/trigger"] == "GRAPHQL"
 
 
-def test_no_secret_in_any_response(queued_web):
-    for r in queued_web.responses:
-        assert SYNC_SECRET not in r.text and WEB_TOKEN not in r.text
+def test_no_secret_in_any_response(web):
+    """Every surface of the web process, asked here (not relying on other tests), with and without
+    the secrets: no answer carries them back."""
+    with web.variant(web_token=WEB_TOKEN) as locked:
+        s = locked.session()
+        bearer = {"Authorization": f"Bearer {WEB_TOKEN}"}
+        answers = [
+            s.post(locked.url + TRIGGER, json={"targets": [SYNC_SECRET]}, headers={"x-sync-secret": SYNC_SECRET},
+                   timeout=60),
+            s.post(locked.url + TRIGGER, json={"targets": ["COURSE_CATALOG"]},
+                   headers={"x-sync-secret": SYNC_SECRET}, timeout=60),
+            s.post(locked.url + TRIGGER, json={}, headers={"Authorization": f"Bearer {WEB_TOKEN}"}, timeout=60),
+            s.get(locked.url + ADMIN, headers=bearer, timeout=30),
+            s.get(locked.url + ADMIN, headers=HTML, allow_redirects=False, timeout=30),
+            s.get(locked.url + "/login", headers=HTML, timeout=30),
+            s.post(locked.url + "/login", data={"token": WEB_TOKEN, "csrf_token": "x"}, timeout=30),
+            graphql(s, locked.url, "{ __typename }", headers=bearer),
+        ]
+    assert [a.status_code for a in answers] == [400, 202, 401, 200, 303, 200, 403, 200]
+    for answer in answers:
+        assert SYNC_SECRET not in answer.text and WEB_TOKEN not in answer.text
+        assert all(SYNC_SECRET not in v and WEB_TOKEN not in v for v in answer.headers.values())

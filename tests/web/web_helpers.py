@@ -52,7 +52,22 @@ class WebProcess:
     instance: object
     tmp: Path
     process_context: object = None
+    settings: object = None
     responses: list = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def variant(self, **overrides):
+        """The same web process (same code server, database and instance) with other settings,
+        e.g. `web_token=...` or `sync_secret=None`, served on another port."""
+        from moodle_assets.web.app import create_app
+        from moodle_assets.web.serve import BackgroundServer
+
+        settings = self.settings.model_copy(update=overrides)
+        with BackgroundServer(create_app(self.process_context, settings)) as server:
+            yield WebProcess(
+                url=server.url, engine=self.engine, instance=self.instance, tmp=self.tmp,
+                process_context=self.process_context, settings=settings, responses=self.responses,
+            )
 
     def session(self) -> requests.Session:
         """A requests session that remembers every response body (checked for secrets)."""
@@ -77,7 +92,8 @@ class WebProcess:
 def web_process(tmp: Path, *, coordinator: str, moodle_url: str | None = None, extra_env: dict | None = None):
     from dagster import DagsterInstance
 
-    from moodle_assets.dagster_home import WORKSPACE_FILE
+    from moodle_assets.orchestration.instance import WORKSPACE_FILE
+    from moodle_assets.settings import load_settings
     from moodle_assets.store.db import create_app_engine
     from moodle_assets.store.migrate import upgrade
     from moodle_assets.web.app import create_app, workspace_context
@@ -103,9 +119,12 @@ def web_process(tmp: Path, *, coordinator: str, moodle_url: str | None = None, e
         upgrade(env["DATABASE_URL"])
         engine = create_app_engine(env["DATABASE_URL"])
         with DagsterInstance.get() as instance, workspace_context(instance, WORKSPACE_FILE) as context:
-            app = create_app(context)
+            settings = load_settings()
+            app = create_app(context, settings)
             with BackgroundServer(app) as server:
-                yield WebProcess(url=server.url, engine=engine, instance=instance, tmp=tmp, process_context=context)
+                yield WebProcess(
+                    url=server.url, engine=engine, instance=instance, tmp=tmp, process_context=context, settings=settings
+                )
         engine.dispose()
 
 

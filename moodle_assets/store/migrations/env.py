@@ -1,4 +1,5 @@
 """Alembic environment: runs migrations on the URL given by moodle_assets.store.migrate."""
+
 from __future__ import annotations
 
 from alembic import context
@@ -22,7 +23,10 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = create_app_engine(config.get_main_option("sqlalchemy.url"), pooled=False)
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("no sqlalchemy.url: run migrations through moodle_assets.store.migrate")
+    engine = create_app_engine(url, pooled=False)
     try:
         with engine.connect() as connection:
             context.configure(

@@ -1,0 +1,196 @@
+"""`moodle-integration`: the command-line interface.
+
+Every subcommand validates the environment first, so a bad setting fails with one line
+naming the variable. Exit codes: 0 ok, 1 the operation failed, 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..core.targets import SyncTarget
+from ..core.validation import ConfigError
+from ..settings import Settings, load_settings
+from ..web.demo import EmulatorMissing
+from .logging_setup import configure_logging
+
+
+def _targets_help() -> str:
+    return ", ".join(t.value for t in SyncTarget)
+
+
+def _target_arg(value: str) -> SyncTarget:
+    try:
+        return SyncTarget.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moodle-integration",
+        description="Keep your database in step with a Moodle site (courses, users, enrollments) through Dagster.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = sub.add_parser(
+        "db", help="manage the app database schema", description="Manage the app database schema (Alembic)."
+    )
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_sub.add_parser("upgrade", help="apply pending migrations (idempotent)")
+    down = db_sub.add_parser("downgrade", help="revert migrations to REVISION (e.g. base)")
+    down.add_argument("revision")
+    db_sub.add_parser("current", help="print the applied revision")
+
+    config = sub.add_parser(
+        "config", help="show or change per-target schedules", description="Per-target sync schedules."
+    )
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_sub.add_parser("show", help="print each target's schedule")
+    cset = config_sub.add_parser("set", help="enable/disable a target or change its frequency")
+    cset.add_argument("target", type=_target_arg, metavar="TARGET", help=f"one of {_targets_help()}")
+    toggle = cset.add_mutually_exclusive_group()
+    toggle.add_argument("--enable", dest="enabled", action="store_const", const=True, help="let the schedule run it")
+    toggle.add_argument("--disable", dest="enabled", action="store_const", const=False, help="never run it on schedule")
+    cset.add_argument("--every", dest="every", metavar="MINUTES", help="sync every MINUTES minutes")
+
+    sync = sub.add_parser(
+        "sync",
+        help="run a sync now, through Dagster",
+        description="Run a sync now through Dagster (the run shows in the UI), whatever the schedule says.",
+    )
+    which = sync.add_mutually_exclusive_group()
+    which.add_argument(
+        "--target",
+        dest="targets",
+        action="append",
+        type=_target_arg,
+        metavar="T",
+        help=f"one of {_targets_help()} (repeatable)",
+    )
+    which.add_argument("--all", action="store_true", help="every target (the default)")
+    sync.add_argument("--force", action="store_true", help="run even if the target is already syncing")
+
+    runs = sub.add_parser("runs", help="recent sync runs", description="List recent sync runs, newest first.")
+    runs.add_argument("--target", type=_target_arg, metavar="T")
+    runs.add_argument("--limit", type=int, default=20)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the web process (Dagster UI + admin page) and the daemon",
+        description="Run the Dagster UI, the admin page and the trigger endpoint on one port, plus the daemon.",
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--no-daemon", action="store_true", help="do not start dagster-daemon (run it yourself)")
+    serve.add_argument(
+        "--workspace",
+        type=Path,
+        default=None,
+        help="workspace file (default: the project's workspace.yaml; deploy/workspace.grpc.yaml for a separate "
+        "code server)",
+    )
+
+    emulator = sub.add_parser(
+        "emulator",
+        help="run the bundled Moodle emulator",
+        description="Run the bundled Moodle web-service emulator. Options: see `moodle-integration emulator --help`.",
+        add_help=False,
+    )
+    emulator.add_argument("emulator_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["emulator"]:
+        from ..web.demo import run_emulator_command
+
+        return run_emulator_command(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        return _dispatch(args, settings)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except EmulatorMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from ..store.db import engine_for
+    from ..store.migrate import current_revision, downgrade, upgrade
+
+    if args.command == "db":
+        if args.db_command == "upgrade":
+            upgrade(settings.database_url)
+            print(f"database at revision {current_revision(settings.database_url)}")
+        elif args.db_command == "downgrade":
+            downgrade(settings.database_url, args.revision)
+            print(f"database at revision {current_revision(settings.database_url) or 'base'}")
+        else:
+            print(current_revision(settings.database_url) or "base (no migrations applied)")
+        return 0
+    if args.command == "config":
+        from schedules.config_table import ConfigValidationError, list_configs, update_config
+
+        upgrade(settings.database_url)
+        engine = engine_for(settings.database_url)
+        if args.config_command == "set":
+            if args.enabled is None and args.every is None:
+                print("nothing to change: give --enable, --disable and/or --every MINUTES", file=sys.stderr)
+                return 2
+            try:
+                update_config(engine, args.target, enabled=args.enabled, frequency_minutes=args.every)
+            except ConfigValidationError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        _print_configs(list_configs(engine))
+        return 0
+    if args.command == "serve":
+        from ..web.serve import serve
+
+        return serve(settings, args.host, args.port, daemon=not args.no_daemon, workspace=args.workspace)
+    if args.command == "sync":
+        from .sync_command import cli_sync
+
+        return cli_sync(settings, args.targets or list(SyncTarget), force=args.force)
+    if args.command == "runs":
+        from ..history import SyncHistory
+        from .history_output import print_runs
+
+        upgrade(settings.database_url)
+        history = SyncHistory(engine_for(settings.database_url), heartbeat_timeout=settings.heartbeat_timeout_seconds)
+        return print_runs(history, target=args.target, limit=args.limit)
+    raise AssertionError(args.command)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%d %H:%M:%SZ")
+    return str(value)
+
+
+def _print_configs(configs) -> None:
+    header = f"{'TARGET':<16} {'ENABLED':<8} {'EVERY':>9}  {'LAST RUN':<21} {'NEXT RUN':<21}"
+    print(header)
+    for c in configs:
+        every = f"{c.frequency_minutes} min"
+        print(
+            f"{c.target.value:<16} {'yes' if c.enabled else 'no':<8} {every:>9}  "
+            f"{_fmt(c.last_run_at):<21} {_fmt(c.next_run_at):<21}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
