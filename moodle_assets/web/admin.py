@@ -422,6 +422,9 @@ def make_admin_endpoints(webserver):
         if outcome.outcome is LaunchOutcome.LAUNCHED:
             started = f"sync run #{outcome.sync_run_id}, Dagster run {(outcome.dagster_run_id or '')[:8]}"
             return flash_redirect(key, request, "success", f"{TITLES[target]} sync started ({started}).")
+        if outcome.busy:
+            text = f"{TITLES[target]} not started: {outcome.reason}. Try again when it has finished."
+            return flash_redirect(key, request, "warning", text)
         return flash_redirect(key, request, "warning", f"{TITLES[target]} not started: {outcome.reason}")
 
     return admin_page, save_settings, run_now
