@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from dagster import DagsterInstance
 
+from ..core.redaction import error_text
 from ..core.targets import LaunchOutcome, SyncStatus, SyncTarget, SyncTrigger
 from ..history import SyncHistory
 from ..orchestration.instance import export_for_children, prepare_dagster_home
@@ -82,8 +83,11 @@ def cli_sync(settings: Settings, targets: Sequence[SyncTarget], *, force: bool =
                     asset_selection=selection,
                     raise_on_error=False,
                 )
-            except BaseException:
+            except KeyboardInterrupt:
                 left_open = INTERRUPTED
+                raise
+            except BaseException as exc:
+                left_open = f"the sync command failed before this target finished: {error_text(exc)}"
                 raise
             history.close_dagster_run(dagster_run_id, error=UPSTREAM_FAILED)
             failed = False

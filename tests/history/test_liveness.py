@@ -154,3 +154,34 @@ def test_concurrent_claims_from_several_processes_give_exactly_one_owner(history
     rows = history.recent(target=ENROL, limit=20)
     assert sorted(r.status for r in rows) == ["FAILED"] + ["SKIPPED"] * 5 + ["SUCCESS"]
     assert history.running() == []
+
+
+@pytest.mark.postgres
+def test_a_worker_whose_lock_session_is_lost_loses_its_row_and_cannot_commit(pg_url):
+    """The database dropped the worker's lock session (server restart, a partition the server
+    noticed): the next claim closes the row at once; the worker's next beat re-takes its lock but
+    finds the row closed, and its fence refuses to commit."""
+    from sqlalchemy import text
+
+    from moodle_assets.history import LostOwnership
+    from moodle_assets.store.db import create_app_engine, transaction
+    from moodle_assets.store.migrate import upgrade
+
+    upgrade(pg_url)
+    engine = create_app_engine(pg_url)
+    try:
+        history = SyncHistory(engine, heartbeat_timeout=30)
+        owner = history.take(history.claim(ENROL, SyncTrigger.CLI, hold=True).run_id, "run")
+        backend_pid = history.liveness._backend_pid
+        with engine.begin() as connection:
+            assert connection.execute(text("SELECT pg_terminate_backend(:p)"), {"p": backend_pid}).scalar()
+        claim = wait_for(lambda: (c := history.claim(ENROL, SyncTrigger.CLI)).started and c, 10, "the claim")
+        assert claim.closed_ghosts == (owner.run_id,)
+        assert "liveness lock was free" in history.get(owner.run_id).error
+        assert not history.heartbeat(owner)  # reconnects, re-takes its lock, finds the row closed
+        with pytest.raises(LostOwnership):
+            with transaction(engine) as session:
+                history.fence(owner, session, final=True)
+        history.release([owner.run_id])
+    finally:
+        engine.dispose()
