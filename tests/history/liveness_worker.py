@@ -4,6 +4,9 @@
         claim TARGET as the `sync` command does (liveness lock from the claim on), take the
         row, print {"run_id", "token", "pid"} as one JSON line, then beat its heartbeat
         every second until killed.
+    python tests/history/liveness_worker.py adopt URL TARGET ID,ID,...   (TARGET unused)
+        as a run worker of a multi-target Dagster run: answer for the claimed rows (`hold`),
+        take the first, print {"adopted", "token", "pid"}, beat until killed.
     python tests/history/liveness_worker.py race URL TARGET START_AT
         wait until the wall clock reaches START_AT, claim and take, print
         {"started", "run_id", "owner", "closed_ghosts", "pid"}; the owner holds the row until
@@ -46,6 +49,17 @@ def main(argv: list[str]) -> int:
             sys.stdin.read()  # hold the row until the test has every racer's answer (stdin closed)
             assert history.finish(owner, SyncStatus.SUCCESS)
         return 0
+    if mode == "adopt":
+        # A run worker of a multi-target run: answers for every claimed row, takes the first.
+        run_ids = [int(x) for x in argv[3].split(",")]
+        adopted = history.hold(run_ids)
+        owner = history.take(run_ids[0], "fake-run")
+        print(json.dumps({"adopted": adopted, "token": owner.token if owner else None, "pid": os.getpid()}),
+              flush=True)
+        while True:
+            time.sleep(1)
+            if owner is not None and not history.heartbeat(owner):
+                return 0
     raise SystemExit(f"unknown mode {mode}")
 
 

@@ -185,3 +185,24 @@ def test_a_worker_whose_lock_session_is_lost_loses_its_row_and_cannot_commit(pg_
         history.release([owner.run_id])
     finally:
         engine.dispose()
+
+
+def test_a_run_worker_killed_before_its_later_targets_gets_all_its_rows_closed_at_once(history):
+    """A front door claimed three targets for one Dagster run; its worker answers for all three as
+    soon as it starts, so dying during the first one frees the other two at once as well."""
+    claims = [history.claim(t, SyncTrigger.API, dagster_run_id="fake-run") for t in
+              (SyncTarget.COURSE_CATALOG, SyncTarget.USER_DIRECTORY, ENROL)]
+    ids = [c.run_id for c in claims]
+    assert all(history.get(i).worker_lock is None for i in ids)  # the web process holds nothing
+    worker = spawn("adopt", str(history.engine.url.render_as_string(hide_password=False)), "ENROLLMENTS", ",".join(map(str, ids)))
+    try:
+        adopted = first_line(worker)
+        assert adopted["adopted"] == ids and adopted["token"]
+        assert {history.get(i).worker_pid for i in ids} == {worker.pid}
+        assert history.reconcile_ghosts() == []  # alive
+        kill(worker)
+        closed = wait_for(lambda: history.reconcile_ghosts(), 10, "the rows to be closed")
+    finally:
+        kill(worker)
+    assert sorted(closed) == ids
+    assert all("liveness lock was free" in history.get(i).error for i in ids)
