@@ -256,6 +256,17 @@ def make_deployment(tmp: Path, db_url: str, emulator, *, heartbeat_timeout: int 
     return Deployment(tmp=tmp, db_url=db_url, emulator=emulator, env=env, engine=create_app_engine(db_url))
 
 
+def active_pairs(engine, n: int) -> list[tuple[int, int]]:
+    """(Moodle course id, Moodle user id) of `n` enrolments stored active, one per course, in course
+    order: suspending them in Moodle is sure to give the next enrolment sync something to write."""
+    with engine.connect() as connection:
+        found = connection.execute(text(
+            "SELECT moodle_course_id, min(moodle_user_id) FROM user_course_enrollment WHERE is_active "
+            "GROUP BY moodle_course_id ORDER BY moodle_course_id")).all()
+    assert len(found) >= n, found
+    return [(int(c), int(u)) for c, u in found[:n]]
+
+
 def row(history: SyncHistory, run_id: int) -> RunRow:
     found = history.get(run_id)
     assert found is not None

@@ -24,8 +24,8 @@ import pytest
 from sqlalchemy import text
 
 from production_stack import Stack, free_port, spawn, wait_until
-from tests.history.crash_harness import (old_or_new, running_row, snapshot, sqlite_write_locked, wait_mid_fetch,
-                                         wait_sqlite_mid_apply, pg_waiting_on_lock)
+from tests.history.crash_harness import (active_pairs, old_or_new, pg_waiting_on_lock, running_row, snapshot,
+                                         sqlite_write_locked, wait_mid_fetch, wait_sqlite_mid_apply)
 
 pytestmark = [pytest.mark.slow]
 
@@ -106,18 +106,6 @@ def heartbeat_timeout(stack: Stack) -> int:
     return int(stack.env["MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS"])
 
 
-def enrolled_pairs(emulator, n: int) -> list[tuple[int, int]]:
-    """`n` (course, user) enrolments in distinct courses, ascending course ids."""
-    pairs = []
-    for course_id in sorted(emulator.dataset.enrolments):
-        users = sorted(int(u) for u in emulator.dataset.enrolments[course_id].users)
-        if course_id != 1 and users:
-            pairs.append((course_id, users[-1]))
-        if len(pairs) == n:
-            break
-    return pairs
-
-
 def mutate(stack: Stack, *ops: dict) -> None:
     import requests
 
@@ -153,7 +141,7 @@ def test_run_worker_killed_mid_fetch_then_retriggered_syncs_every_target_at_once
     s = daemon
     base = baseline(s, ALL)
     old = snapshot(s.engine)
-    mutate(s, *[{"op": "suspend_enrolment", "course_id": c, "user_id": u} for c, u in enrolled_pairs(s.emulator, 2)])
+    mutate(s, *[{"op": "suspend_enrolment", "course_id": c, "user_id": u} for c, u in active_pairs(s.engine, 2)])
     s.emulator_faults({"latency_ms": 300})
     s.emulator_counters(reset=True)
     first = launch(s, ALL)
@@ -194,7 +182,7 @@ def test_run_worker_killed_mid_apply_leaves_nothing_and_the_next_sync_runs_at_on
     if backend(s) == "postgresql":
         # The enrolment apply updates courses in Moodle id order; the test holds the row of the
         # last changed course, so the worker has written the earlier ones when it is killed.
-        pairs = enrolled_pairs(s.emulator, 4)
+        pairs = active_pairs(s.engine, 4)
         mutate(s, *[{"op": "suspend_enrolment", "course_id": c, "user_id": u} for c, u in pairs])
         old = snapshot(s.engine)
         with s.engine.connect() as blocker:
@@ -242,7 +230,7 @@ def test_run_worker_stopped_is_taken_over_after_the_timeout_and_writes_nothing_w
     s = daemon
     timeout = heartbeat_timeout(s)
     baseline(s, ["ENROLLMENTS"])
-    pairs = enrolled_pairs(s.emulator, 6)[3:]
+    pairs = active_pairs(s.engine, 2)
     mutate(s, {"op": "suspend_enrolment", "course_id": pairs[0][0], "user_id": pairs[0][1]})
     s.emulator_faults({"latency_ms": 1500})
     s.emulator_counters(reset=True)
@@ -271,8 +259,8 @@ def test_run_worker_stopped_is_taken_over_after_the_timeout_and_writes_nothing_w
 
         entry = wait_until(launched, timeout + 120, "a trigger to get through", interval=1, alive=s.check_alive)
         took_over_after = time.monotonic() - stopped_at
-        in_queue = queue_seconds(s, entry["dagster_run_id"])
         [new_row] = s.wait_rows_closed([entry["sync_run_id"]], timeout=300).values()
+        in_queue = queue_seconds(s, entry["dagster_run_id"])
         assert new_row.status == "SUCCESS", new_row.error
         new_owner = snapshot(s.engine)
         dead = next(r for r in s.history("ENROLLMENTS") if r.id == ghost["id"])
