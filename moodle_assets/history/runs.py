@@ -27,7 +27,8 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -211,6 +212,22 @@ class SyncHistory:
         self.liveness: Liveness = liveness_for(engine)
         self._postgres = engine.dialect.name == "postgresql"
 
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """A transaction on the history. On PostgreSQL it may not sit idle longer than the heartbeat
+        timeout: a process stopped inside it (SIGSTOP, a paused VM) would otherwise keep its row
+        locks, and no one could close its row; the server ends such a session instead.
+        (SQLite cannot do this: a process stopped inside a write transaction holds the database's
+        write lock until it resumes or dies.)"""
+        with transaction(self.engine) as session:
+            if self._postgres:
+                session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {self._idle_ms}"))
+            yield session
+
+    @property
+    def _idle_ms(self) -> int:
+        return int(self.heartbeat_timeout.total_seconds() * 1000)
+
     @property
     def heartbeat_interval(self) -> float:
         """How often a running sync beats: at least three beats per timeout, so a healthy worker
@@ -232,7 +249,7 @@ class SyncHistory:
         closed: list[int] = []
         gone: list[tuple[int, str | None, str]] = []
         timeout = int(self.heartbeat_timeout.total_seconds())
-        with transaction(self.engine) as session:
+        with self._transaction() as session:
             query = select(IntegrationSyncRun).where(IntegrationSyncRun.status == SyncStatus.RUNNING.value)
             if target is not None:
                 query = query.where(IntegrationSyncRun.target == target.value)
@@ -306,7 +323,7 @@ class SyncHistory:
         )
         held: int | None = None
         try:
-            with transaction(self.engine) as session:
+            with self._transaction() as session:
                 run = IntegrationSyncRun(
                     target=target.value,
                     status=SyncStatus.RUNNING.value,
@@ -333,7 +350,7 @@ class SyncHistory:
             if held is not None:
                 self.liveness.release(held)
             raise
-        with transaction(self.engine) as session:
+        with self._transaction() as session:
             holder_row = session.scalars(
                 select(IntegrationSyncRun)
                 .where(
@@ -361,7 +378,7 @@ class SyncHistory:
             return []
         taken: list[int] = []
         try:
-            with transaction(self.engine) as session:
+            with self._transaction() as session:
                 rows = session.scalars(
                     select(IntegrationSyncRun).where(
                         IntegrationSyncRun.id.in_(wanted),
@@ -390,7 +407,7 @@ class SyncHistory:
         lock = self.liveness.hold(run_id)
         ok = False
         try:
-            with transaction(self.engine) as session:
+            with self._transaction() as session:
                 result = session.execute(
                     update(IntegrationSyncRun)
                     .where(
@@ -416,7 +433,7 @@ class SyncHistory:
 
     def attach_dagster_run(self, run_ids: Iterable[int], dagster_run_id: str) -> None:
         """Record which Dagster run will sync the claimed rows (before it is submitted)."""
-        with transaction(self.engine) as session:
+        with self._transaction() as session:
             session.execute(
                 update(IntegrationSyncRun)
                 .where(IntegrationSyncRun.id.in_(list(run_ids)))
@@ -430,7 +447,7 @@ class SyncHistory:
         Also keeps this process's liveness locks (re-taken if their database session was lost)."""
         self.liveness.check()
         now = now or utcnow()
-        with transaction(self.engine) as session:
+        with self._transaction() as session:
             result = session.execute(
                 update(IntegrationSyncRun)
                 .where(
@@ -468,8 +485,7 @@ class SyncHistory:
         then sees a fresh heartbeat, or skips the row)."""
         if not final:
             if self._postgres:
-                idle_ms = int(self.heartbeat_timeout.total_seconds() * 1000)
-                session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}"))
+                session.execute(text(f"SET LOCAL idle_in_transaction_session_timeout = {self._idle_ms}"))
             row = session.execute(
                 select(IntegrationSyncRun.status, IntegrationSyncRun.worker_token).where(
                     IntegrationSyncRun.id == owner.run_id
@@ -523,7 +539,7 @@ class SyncHistory:
         if counts is not None:
             values.update(_count_values(counts))
         try:
-            with transaction(self.engine) as session:
+            with self._transaction() as session:
                 result = session.execute(
                     update(IntegrationSyncRun)
                     .where(
@@ -541,7 +557,7 @@ class SyncHistory:
         """Add what the old worker knows to a row that was closed while it still ran (e.g. as
         "worker lost" while it was stopped): it was alive after all, and what it did then."""
         addition = " | " + (clip(redact(note) or "") or "")
-        with transaction(self.engine) as session:
+        with self._transaction() as session:
             result = session.execute(
                 update(IntegrationSyncRun)
                 .where(
@@ -561,7 +577,7 @@ class SyncHistory:
     def fail_unstarted(self, run_ids: Iterable[int], reason: str, *, now: datetime | None = None) -> list[int]:
         """Close claimed rows that no worker took (the launch failed): FAILED with the reason."""
         now = now or utcnow()
-        with transaction(self.engine) as session:
+        with self._transaction() as session:
             runs = session.scalars(
                 select(IntegrationSyncRun).where(
                     IntegrationSyncRun.id.in_(list(run_ids)),
@@ -578,7 +594,7 @@ class SyncHistory:
     def close_dagster_run(self, dagster_run_id: str, *, error: str, now: datetime | None = None) -> list[int]:
         """A Dagster run ended (failure, cancel, crash): close its still-RUNNING rows as FAILED."""
         now = now or utcnow()
-        with transaction(self.engine) as session:
+        with self._transaction() as session:
             runs = session.scalars(
                 select(IntegrationSyncRun).where(
                     IntegrationSyncRun.dagster_run_id == dagster_run_id,
@@ -608,7 +624,7 @@ class SyncHistory:
         now = now or utcnow()
         text = clip(redact(f"not started: {message}") or "")
         recorded: list[int] = []
-        with transaction(self.engine) as session:
+        with self._transaction() as session:
             seen = set(
                 session.scalars(
                     select(IntegrationSyncRun.target).where(IntegrationSyncRun.dagster_run_id == dagster_run_id)
@@ -643,7 +659,7 @@ class SyncHistory:
         now: datetime | None = None,
     ) -> int:
         """Record that a sync of `target` was not started, and why."""
-        with transaction(self.engine) as session:
+        with self._transaction() as session:
             return self._add_skip(session, target, trigger, reason, now=now or utcnow(), dagster_run_id=dagster_run_id)
 
     def skip_slot(
@@ -661,7 +677,7 @@ class SyncHistory:
         transaction and its id returned; without, 0. None when the slot had already moved.
         """
         now = now or utcnow()
-        with transaction(self.engine) as session:
+        with self._transaction() as session:
             moved = config_table.move_slot(
                 session, target, expected_next_run_at=expected_next_run_at, new_next_run_at=new_next_run_at
             )
@@ -699,13 +715,13 @@ class SyncHistory:
     # --- reading --------------------------------------------------------------------------------
 
     def get(self, run_id: int) -> RunRow | None:
-        with transaction(self.engine) as session:
+        with self._transaction() as session:
             run = session.get(IntegrationSyncRun, run_id)
             return _row(run) if run else None
 
     def recent(self, *, target: SyncTarget | str | None = None, limit: int = 20) -> list[RunRow]:
         """The newest `limit` rows (of `target`), newest first."""
-        with transaction(self.engine) as session:
+        with self._transaction() as session:
             query = select(IntegrationSyncRun).order_by(
                 IntegrationSyncRun.started_at.desc(), IntegrationSyncRun.id.desc()
             )
@@ -714,6 +730,6 @@ class SyncHistory:
             return [_row(r) for r in session.scalars(query.limit(limit)).all()]
 
     def running(self) -> list[RunRow]:
-        with transaction(self.engine) as session:
+        with self._transaction() as session:
             query = select(IntegrationSyncRun).where(IntegrationSyncRun.status == SyncStatus.RUNNING.value)
             return [_row(r) for r in session.scalars(query).all()]
