@@ -246,7 +246,7 @@ class SyncHistory:
     ) -> list[int]:
         """Close RUNNING rows whose worker is gone; return their ids."""
         now = now or utcnow()
-        closed: list[int] = []
+        reasons: dict[int, str] = {}  # closed rows, in order
         gone: list[tuple[int, str | None, str]] = []
         timeout = int(self.heartbeat_timeout.total_seconds())
         with self._transaction() as session:
@@ -290,7 +290,9 @@ class SyncHistory:
                     run.status = SyncStatus.FAILED.value
                     run.finished_at = now
                     run.error = reason
-                    closed.append(run.id)
+                    reasons[run.id] = reason
+        for run_id, why in reasons.items():
+            log.warning("closed sync run #%s: %s", run_id, why)
         for run_id, dagster_run_id, reason in gone:
             if locks.get(run_id) is False:
                 self.liveness.tidy(run_id)
@@ -299,7 +301,7 @@ class SyncHistory:
                     on_worker_gone(dagster_run_id, reason)
                 except Exception as exc:  # the row is closed; ending the Dagster run is a courtesy
                     log.warning("could not end Dagster run %s of a lost worker: %s", dagster_run_id, exc)
-        return closed
+        return list(reasons)
 
     def claim(
         self,

@@ -155,6 +155,10 @@ def run_view(row: RunRow, now: datetime, dagster_status: str | None) -> RunView:
             ("rejected", row.rows_rejected or 0),
         ]
     message = row.error or row.skip_reason
+    if row.status == SyncStatus.RUNNING and row.worker_pid is not None:
+        # Who is working on it, for whoever wonders whether it is stuck.
+        beat = relative(row.heartbeat_at, now) if row.heartbeat_at else "never"
+        message = f"pid {row.worker_pid} on host {row.worker_host}; last heartbeat {beat}"
     return RunView(
         id=row.id,
         status=row.status,
