@@ -2,8 +2,9 @@
 
 Each tick (every `MOODLE_SCHEDULE_SENSOR_INTERVAL_SECONDS`, default 30 s):
 
-1. Close ghost RUNNING history rows (their Dagster run is over, or no heartbeat within
-   `MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS`) so a crashed worker never blocks a target.
+1. Close ghost RUNNING history rows (their worker's liveness lock is free, their Dagster run
+   is over, or no heartbeat within `MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS`) so a crashed
+   worker never blocks a target; the Dagster run of a worker found dead is marked failed.
 2. Read `integration_sync_config` and the RUNNING rows, and let `schedules.plan.plan_tick`
    decide per target (disabled / not due / skip / wait for upstream / launch).
 3. SKIP: write one SKIPPED row and move `next_run_at` to the next slot, in one
@@ -60,7 +61,7 @@ from moodle_assets.core.targets import (
     SyncTrigger,
 )
 from moodle_assets.history import RunRow, SyncHistory
-from moodle_assets.orchestration.run_state import run_state_checker
+from moodle_assets.orchestration.run_state import dead_run_reporter, run_state_checker
 from resources.app_db import AppDatabaseResource
 from schedules.config_table import list_configs
 from schedules.due import next_slot
@@ -72,7 +73,8 @@ _ENDED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.C
 
 def _holder_text(row: RunRow) -> str:
     text = f"sync run #{row.id}, started {fmt_time(row.started_at)}"
-    return text + (f", Dagster run {row.dagster_run_id}" if row.dagster_run_id else "")
+    text += f", Dagster run {row.dagster_run_id}" if row.dagster_run_id else ""
+    return text + (f", pid {row.worker_pid} on host {row.worker_host}" if row.worker_pid is not None else "")
 
 
 def evaluate_schedule(context: SensorEvaluationContext, target: SyncTarget, history: SyncHistory):
@@ -81,7 +83,9 @@ def evaluate_schedule(context: SensorEvaluationContext, target: SyncTarget, hist
     now = utcnow()
     notes: list[str] = []
 
-    ghosts = history.reconcile_ghosts(target=target, run_state=run_state_checker(instance), now=now)
+    ghosts = history.reconcile_ghosts(
+        target=target, run_state=run_state_checker(instance), on_worker_gone=dead_run_reporter(instance), now=now
+    )
     if ghosts:
         notes.append("closed ghost sync run(s) " + ", ".join(f"#{g}" for g in ghosts) + " (worker lost)")
 

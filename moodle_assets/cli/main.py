@@ -1,7 +1,8 @@
 """`moodle-integration`: the command-line interface.
 
 Every subcommand validates the environment first, so a bad setting fails with one line
-naming the variable. Exit codes: 0 ok, 1 the operation failed, 2 bad usage or config.
+naming the variable. Exit codes (`exit_codes.py`): 0 ok, 1 the operation failed, 2 bad usage or
+config, 75 (`sync`) a target was not synced because another live sync holds it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ..core.targets import SyncTarget
 from ..core.validation import ConfigError
 from ..settings import Settings, load_settings
 from ..web.demo import EmulatorMissing
+from . import exit_codes
 from .logging_setup import configure_logging
 
 
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moodle-integration",
         description="Keep your database in step with a Moodle site (courses, users, enrollments) through Dagster.",
+        epilog=exit_codes.EPILOG,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -61,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sync",
         help="run a sync now, through Dagster",
         description="Run a sync now through Dagster (the run shows in the UI), whatever the schedule says.",
+        epilog="exit codes: 0 every target synced; 1 a sync failed; 2 bad usage or configuration; "
+        f"{exit_codes.BUSY} a target was not synced because another live sync holds it (printed as SKIPPED with "
+        "the holder: sync run, Dagster run, host and pid): try again later. A sync whose worker died is closed "
+        "at once and does not block.",
     )
     which = sync.add_mutually_exclusive_group()
     which.add_argument(
@@ -117,10 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args, settings)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE
     except EmulatorMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_codes.USAGE
     except KeyboardInterrupt:
         return 130
 

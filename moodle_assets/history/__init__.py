@@ -1,5 +1,15 @@
 """The sync history: who synced what, when, how it went. `runs.SyncHistory` is its only writer."""
 
-from .runs import Claim, Ownership, RunRow, RunState, RunStateCheck, SyncHistory
+from .runs import Claim, Holder, LostOwnership, Ownership, RunRow, RunState, RunStateCheck, SyncHistory, WorkerGone
 
-__all__ = ["Claim", "Ownership", "RunRow", "RunState", "RunStateCheck", "SyncHistory"]
+__all__ = [
+    "Claim",
+    "Holder",
+    "LostOwnership",
+    "Ownership",
+    "RunRow",
+    "RunState",
+    "RunStateCheck",
+    "SyncHistory",
+    "WorkerGone",
+]

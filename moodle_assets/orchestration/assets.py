@@ -8,8 +8,14 @@ Each materialization: claim the target (one RUNNING history row; a second concur
 attempt is recorded SKIPPED), sync it in one transaction, close the row SUCCESS/FAILED, and
 report counts and request metrics as Dagster metadata (plotted over time in the UI) plus
 asset checks for rejected rows and unmatched enrollments.
+
+While it syncs, the worker holds its row's liveness lock (so a crash is noticed at once), beats
+its heartbeat, stops between pages when the beat finds its row closed or taken over, and
+commits only through the history's fence (so a worker that lost its row writes nothing).
 """
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -43,12 +49,12 @@ from ..core.targets import (
     SyncTarget,
     SyncTrigger,
 )
-from ..history import Ownership, SyncHistory
-from ..sync.engine import SYNC_FUNCTIONS, SyncOutcome
+from ..history import LostOwnership, Ownership, SyncHistory
+from ..sync.engine import SYNC_FUNCTIONS, SyncControl, SyncOutcome, SyncStopped
 from ..sync.fetch import MoodleFetcher
 from .launch import claimed_run_ids
 from .resources import SyncOptionsResource
-from .run_state import run_state_checker
+from .run_state import dead_run_reporter, run_state_checker
 
 CHECK_NO_REJECTED = "no_rejected_rows"
 CHECK_NO_UNMATCHED = "no_unmatched_enrollments"
@@ -56,7 +62,8 @@ CHECK_NO_UNMATCHED = "no_unmatched_enrollments"
 
 class _Heartbeat:
     """Tells the history the worker is alive, from a thread, until stopped. `lost` turns true
-    when the row is no longer this worker's (closed as a ghost, or taken over)."""
+    when the row is no longer this worker's (closed as a ghost, or taken over): the sync then
+    stops at its next page (`stop_reason`)."""
 
     def __init__(self, history: SyncHistory, owner: Ownership):
         self.history, self.owner = history, owner
@@ -74,6 +81,14 @@ class _Heartbeat:
             except Exception:  # a missed beat (database hiccup) is retried on the next interval
                 pass
 
+    def stop_reason(self) -> str | None:
+        if self.lost.is_set():
+            return (
+                f"lost ownership: sync run #{self.owner.run_id} was closed or taken over while this worker ran "
+                "(its heartbeat found it); stopped before writing anything"
+            )
+        return None
+
     def __enter__(self) -> "_Heartbeat":
         self._thread.start()
         return self
@@ -81,6 +96,10 @@ class _Heartbeat:
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+def _worker() -> str:
+    return f"its worker (pid {os.getpid()} on host {socket.gethostname()})"
 
 
 def _metric_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -107,8 +126,12 @@ def _take_or_claim(context: AssetExecutionContext, target: SyncTarget, history: 
     else a fresh claim (schedule sensor, launchpad, GraphQL). None: not synced (SKIPPED row)."""
     tags = dict(context.run.tags)
     trigger = SyncTrigger.from_tag(tags.get(TAG_TRIGGER))
-    claimed = claimed_run_ids(tags).get(target.value)
+    claims = claimed_run_ids(tags)
+    claimed = claims.get(target.value)
     if claimed is not None:
+        # This process answers for every row claimed for its run from now on, so if it dies
+        # before it reaches the other targets their rows are closed at once too.
+        history.hold(claims.values())
         owner = history.take(claimed, context.run_id)
         if owner is None:
             row = history.get(claimed)
@@ -121,6 +144,7 @@ def _take_or_claim(context: AssetExecutionContext, target: SyncTarget, history: 
         force=tags.get(TAG_FORCE, "").lower() == "true",
         dagster_run_id=context.run_id,
         run_state=run_state_checker(context.instance),
+        on_worker_gone=dead_run_reporter(context.instance),
     )
     if not claim.started:
         context.log.warning(f"{target.value} not synced: {claim.reason}")
@@ -152,9 +176,12 @@ def run_target(
     started = time.monotonic()
     try:
         with _Heartbeat(history, owner) as beat:
-            outcome: SyncOutcome = SYNC_FUNCTIONS[target](fetcher, app_db.engine(), options)
-        if beat.lost.is_set():
-            raise RuntimeError("lost ownership: this sync's history row was closed or taken over while it ran")
+            control = SyncControl(
+                stop_reason=beat.stop_reason,
+                begin_apply=lambda session: history.fence(owner, session, final=False),
+                fence=lambda session: history.fence(owner, session, final=True),
+            )
+            outcome: SyncOutcome = SYNC_FUNCTIONS[target](fetcher, app_db.engine(), options, control)
     except Exception as exc:
         metrics = _metric_delta(before, client.snapshot())
         counts = RunCounts(
@@ -164,7 +191,13 @@ def run_target(
             backoff_seconds=metrics["backoff_seconds"],
         )
         message = error_text(exc)
-        history.finish(owner, SyncStatus.FAILED, counts=counts, error=message)
+        if not history.finish(owner, SyncStatus.FAILED, counts=counts, error=message):
+            # Closed under us (e.g. as "worker lost" while this process was stopped): say on the
+            # row that its worker was alive after all, and that it wrote nothing.
+            lost = isinstance(exc, LostOwnership | SyncStopped) or beat.lost.is_set()
+            history.note_after_close(owner, f"{_worker()} was still alive; it ended with: {message}")
+            if lost:
+                message = f"{message} (nothing was written: the write transaction was fenced off)"
         raise Failure(
             description=f"{target.value} sync failed; the previous data is unchanged. {message}",
             metadata={"sync_run_id": owner.run_id, "requests": metrics["requests"], "retries": metrics["retries"]},
@@ -174,6 +207,7 @@ def run_target(
     counts.requests, counts.retries = metrics["requests"], metrics["retries"]
     counts.responses_429, counts.backoff_seconds = metrics["responses_429"], metrics["backoff_seconds"]
     if not history.finish(owner, SyncStatus.SUCCESS, counts=counts):
+        history.note_after_close(owner, f"{_worker()} was still alive and committed its changes before it noticed")
         raise Failure(description=f"{target.value}: lost ownership of sync run #{owner.run_id} before it finished")
     duration = time.monotonic() - started
     for rejected_id, reason in outcome.rejected[:10]:

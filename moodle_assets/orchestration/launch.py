@@ -28,7 +28,7 @@ from ..core.targets import (
     SyncTarget,
     SyncTrigger,
 )
-from ..history import RunStateCheck, SyncHistory
+from ..history import Holder, RunStateCheck, SyncHistory, WorkerGone
 
 
 @dataclass
@@ -38,6 +38,12 @@ class TargetOutcome:
     reason: str | None
     sync_run_id: int | None
     dagster_run_id: str | None = None
+    # SKIPPED because another live sync holds the target (try again later): which one.
+    held_by: Holder | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.outcome is LaunchOutcome.SKIPPED and self.held_by is not None
 
     def as_json(self) -> dict:
         return {
@@ -46,6 +52,7 @@ class TargetOutcome:
             "reason": self.reason,
             "sync_run_id": self.sync_run_id,
             "dagster_run_id": self.dagster_run_id,
+            "held_by": self.held_by.as_json() if self.held_by is not None else None,
         }
 
 
@@ -94,10 +101,21 @@ def claim_targets(
     trigger: SyncTrigger,
     force: bool,
     dagster_run_id: str | None = None,
+    on_worker_gone: WorkerGone | None = None,
+    hold: bool = False,
 ) -> list[TargetOutcome]:
+    """Claim each target (see `SyncHistory.claim`; `hold`: this process runs the syncs itself)."""
     outcomes = []
     for target in ordered(targets):
-        claim = history.claim(target, trigger, force=force, dagster_run_id=dagster_run_id, run_state=run_state)
+        claim = history.claim(
+            target,
+            trigger,
+            force=force,
+            dagster_run_id=dagster_run_id,
+            run_state=run_state,
+            on_worker_gone=on_worker_gone,
+            hold=hold,
+        )
         outcomes.append(
             TargetOutcome(
                 target,
@@ -105,6 +123,7 @@ def claim_targets(
                 claim.reason,
                 claim.run_id,
                 dagster_run_id if claim.started else None,
+                held_by=claim.holder,
             )
         )
     return outcomes

@@ -223,7 +223,8 @@ class Settings(BaseModel):
     heartbeat_timeout_seconds: int = _var(
         DEFAULT_HEARTBEAT_TIMEOUT_S,
         "MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS",
-        'a RUNNING sync without a heartbeat this long is closed as "worker lost"',
+        'a RUNNING sync without a heartbeat this long is closed as "worker lost" (the fallback for a stopped, hung '
+        "or cut-off worker; a dead one is noticed at once through its liveness lock)",
         ge=5,
         le=86_400,
         group="Sync",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -44,7 +45,14 @@ def create_app_engine(url: str, *, pooled: bool = True) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, poolclass=NullPool if not pooled else None)
+    engine = create_engine(url, pool_pre_ping=True, poolclass=NullPool if not pooled else None)
+    event.listen(engine, "do_connect", _postgres_application_name)
+    return engine
+
+
+def _postgres_application_name(_dialect, _record, _cargs, cparams) -> None:
+    # Which process a session belongs to, for whoever reads pg_stat_activity / pg_locks.
+    cparams.setdefault("application_name", f"moodle-integration [{os.getpid()}]")
 
 
 def _sqlite_on_connect(dbapi_connection, _record) -> None:

@@ -96,6 +96,13 @@ class IntegrationSyncRun(Base):
     # The run worker that owns this RUNNING row (set when the worker takes it) and when it began.
     worker_token: Mapped[str | None] = mapped_column(String(36))
     worker_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The process holding the row's liveness lock (see history/liveness.py) and which lock;
+    # `worker_lock` NULL: no lock is held, the row is judged by Dagster run state and heartbeat.
+    worker_host: Mapped[str | None] = mapped_column(String(255))
+    worker_pid: Mapped[int | None] = mapped_column(Integer)
+    worker_lock: Mapped[str | None] = mapped_column(Text)
+    # When the sync's write transaction committed (written inside it).
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     rows_fetched: Mapped[int | None] = mapped_column(Integer)
     rows_inserted: Mapped[int | None] = mapped_column(Integer)
     rows_updated: Mapped[int | None] = mapped_column(Integer)

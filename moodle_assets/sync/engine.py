@@ -4,6 +4,12 @@ A failure anywhere before the commit leaves the previous data exactly as it was.
 transaction is kept short: everything is fetched and mapped first (enrolments are staged
 course by course in a temporary file, so memory stays flat however many there are), then
 applied. Long write locks would block other targets and the admin page on SQLite.
+
+The caller steers a sync through a `SyncControl` (the engine knows nothing of the history or
+Dagster): `stop_reason()` is asked between fetched pages and courses, and a reason stops the
+sync before anything is written (`SyncStopped`); `begin_apply(session)` and `fence(session)`
+are called first and last inside the write transaction, and either may raise to roll it back
+(the history uses them to commit only while this worker still owns its run).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from itertools import islice
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from resources.moodle_errors import MoodleAccessError, MoodleMissingRecordError
 
@@ -37,6 +44,44 @@ from .options import SyncOptions
 log = logging.getLogger(__name__)
 
 MAX_REPORTED_REJECTS = 50
+
+
+class SyncStopped(RuntimeError):
+    """The caller asked the sync to stop (e.g. its run was taken over); nothing was written."""
+
+
+def _no_stop() -> str | None:
+    return None
+
+
+def _no_check(_session: Session) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class SyncControl:
+    """How the caller steers a running sync; the defaults steer nothing."""
+
+    stop_reason: Callable[[], str | None] = _no_stop  # a reason stops the sync
+    begin_apply: Callable[[Session], None] = _no_check  # first in the write transaction
+    fence: Callable[[Session], None] = _no_check  # last in it, right before commit
+
+    def check(self) -> None:
+        reason = self.stop_reason()
+        if reason:
+            raise SyncStopped(reason)
+
+    @contextmanager
+    def apply(self, engine: Engine) -> Iterator[Session]:
+        """The write transaction: committed only if `fence` passes after the body."""
+        self.check()
+        with transaction(engine) as session:
+            self.begin_apply(session)
+            yield session
+            self.fence(session)
+
+
+NO_CONTROL = SyncControl()
 
 
 @dataclass
@@ -78,10 +123,13 @@ def _listed_ids(batch: mappers.MappedBatch) -> set[int]:
 # --- COURSE_CATALOG -------------------------------------------------------------------------
 
 
-def sync_course_catalog(fetcher: MoodleFetcher, engine: Engine, options: SyncOptions) -> SyncOutcome:
+def sync_course_catalog(
+    fetcher: MoodleFetcher, engine: Engine, options: SyncOptions, control: SyncControl = NO_CONTROL
+) -> SyncOutcome:
     outcome = SyncOutcome()
     now = utcnow()
     category_rows = fetcher.categories()
+    control.check()
     course_rows = fetcher.courses()
     categories = mappers.map_rows(mappers.map_moodle_category_row, category_rows, synced_at=now)
     courses = mappers.map_rows(
@@ -96,7 +144,7 @@ def sync_course_catalog(fetcher: MoodleFetcher, engine: Engine, options: SyncOpt
     outcome.skipped = categories.skipped + courses.skipped
     outcome.reject(_rejections(categories) + _rejections(courses))
     guard = _guard(options)
-    with transaction(engine) as session:
+    with control.apply(engine) as session:
         cat_result = upserts.apply_categories(
             session, categories.records, now=now, guard=guard, keep=_listed_ids(categories)
         )
@@ -125,7 +173,7 @@ def sync_course_catalog(fetcher: MoodleFetcher, engine: Engine, options: SyncOpt
 # --- USER_DIRECTORY -------------------------------------------------------------------------
 
 
-def _user_rows(fetcher: MoodleFetcher, ids: list[int], concurrency: int) -> Iterator[Any]:
+def _user_rows(fetcher: MoodleFetcher, ids: list[int], concurrency: int, control: SyncControl) -> Iterator[Any]:
     """Every row of every ``core_user_get_users_by_field`` batch, in batch (id) order.
 
     ``concurrency`` batches are in flight at once and at most twice that many fetched pages are
@@ -141,6 +189,7 @@ def _user_rows(fetcher: MoodleFetcher, ids: list[int], concurrency: int) -> Iter
                 pending.append(pool.submit(fetcher.users_by_id, batch))
             while pending:
                 page = pending.popleft().result()
+                control.check()
                 for batch in islice(batches, 1):
                     pending.append(pool.submit(fetcher.users_by_id, batch))
                 yield from page
@@ -150,13 +199,17 @@ def _user_rows(fetcher: MoodleFetcher, ids: list[int], concurrency: int) -> Iter
                 future.cancel()
 
 
-def sync_user_directory(fetcher: MoodleFetcher, engine: Engine, options: SyncOptions) -> SyncOutcome:
+def sync_user_directory(
+    fetcher: MoodleFetcher, engine: Engine, options: SyncOptions, control: SyncControl = NO_CONTROL
+) -> SyncOutcome:
     outcome = SyncOutcome()
     now = utcnow()
     ids = fetcher.user_ids()
+    control.check()
     # Streamed: each batch is mapped as it arrives and its raw rows dropped, so only the compact
     # records stay in memory (raw rows were ~3 KB/user: 418 MB peak at 100k users).
-    users = mappers.map_rows(mappers.map_moodle_user_row, _user_rows(fetcher, ids, options.concurrency), synced_at=now)
+    rows = _user_rows(fetcher, ids, options.concurrency, control)
+    users = mappers.map_rows(mappers.map_moodle_user_row, rows, synced_at=now)
     outcome.counts.fetched = users.fetched
     outcome.skipped = users.skipped
     outcome.reject(_rejections(users))
@@ -165,7 +218,7 @@ def sync_user_directory(fetcher: MoodleFetcher, engine: Engine, options: SyncOpt
     # longer lists are deactivated.
     returned = {r.moodle_user_id for r in users.records} | _listed_ids(users)
     missing = [i for i in ids if i not in returned]
-    with transaction(engine) as session:
+    with control.apply(engine) as session:
         result = upserts.apply_users(session, users.records, now=now, guard=_guard(options), listed=ids)
     outcome.apply(result)
     outcome.details.update(user_ids_listed=len(ids), users_missing_by_id=len(missing), guest_skipped=users.skipped)
@@ -262,6 +315,7 @@ def sync_enrollments(
     fetcher: MoodleFetcher,
     engine: Engine,
     options: SyncOptions,
+    control: SyncControl = NO_CONTROL,
     *,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SyncOutcome:
@@ -283,6 +337,12 @@ def sync_enrollments(
                     local_id, moodle_id = queue.pop(0)
                     pending[pool.submit(_map_course, fetcher, moodle_id, now)] = (local_id, moodle_id)
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                try:
+                    control.check()
+                except SyncStopped:
+                    for other in pending:
+                        other.cancel()
+                    raise
                 for future in finished:
                     local_id, moodle_id = pending.pop(future)
                     try:
@@ -309,7 +369,7 @@ def sync_enrollments(
                         on_progress(done, len(courses))
         staging.finish_writes()
         scope = upserts.EnrollmentScope()
-        with transaction(engine) as session:
+        with control.apply(engine) as session:
             users = upserts.user_ids(session)
             for local_id, moodle_id in courses:
                 if moodle_id in skipped_courses:
@@ -337,7 +397,7 @@ def sync_enrollments(
     return outcome
 
 
-SYNC_FUNCTIONS: dict[SyncTarget, Callable[[MoodleFetcher, Engine, SyncOptions], SyncOutcome]] = {
+SYNC_FUNCTIONS: dict[SyncTarget, Callable[[MoodleFetcher, Engine, SyncOptions, SyncControl], SyncOutcome]] = {
     SyncTarget.COURSE_CATALOG: sync_course_catalog,
     SyncTarget.USER_DIRECTORY: sync_user_directory,
     SyncTarget.ENROLLMENTS: sync_enrollments,

@@ -155,6 +155,10 @@ def run_view(row: RunRow, now: datetime, dagster_status: str | None) -> RunView:
             ("rejected", row.rows_rejected or 0),
         ]
     message = row.error or row.skip_reason
+    if row.status == SyncStatus.RUNNING and row.worker_pid is not None:
+        # Who is working on it, for whoever wonders whether it is stuck.
+        beat = relative(row.heartbeat_at, now) if row.heartbeat_at else "never"
+        message = f"pid {row.worker_pid} on host {row.worker_host}; last heartbeat {beat}"
     return RunView(
         id=row.id,
         status=row.status,
@@ -434,6 +438,9 @@ def make_admin_endpoints(webserver):
         if outcome.outcome is LaunchOutcome.LAUNCHED:
             started = f"sync run #{outcome.sync_run_id}, Dagster run {(outcome.dagster_run_id or '')[:8]}"
             return flash_redirect(key, request, "success", f"{TITLES[target]} sync started ({started}).")
+        if outcome.busy:
+            text = f"{TITLES[target]} not started: {outcome.reason}. Try again when it has finished."
+            return flash_redirect(key, request, "warning", text)
         return flash_redirect(key, request, "warning", f"{TITLES[target]} not started: {outcome.reason}")
 
     return admin_page, save_settings, run_now

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from ..core.redaction import error_text, redact
 from ..core.targets import CODE_LOCATION_NAME, LaunchOutcome, SyncTarget, SyncTrigger
 from ..orchestration.launch import TargetOutcome, claim_targets, job_plan, run_tags
-from ..orchestration.run_state import run_state_checker
+from ..orchestration.run_state import dead_run_reporter, run_state_checker
 from .common import log
 
 REPOSITORY_NAME = "__repository__"
@@ -114,7 +114,8 @@ def launch_targets(
     history = webserver.history
     with webserver.request_context(request) as context:
         run_state = run_state_checker(context.instance)
-    outcomes = claim_targets(history, run_state, targets, trigger=trigger, force=force)
+        worker_gone = dead_run_reporter(context.instance)
+    outcomes = claim_targets(history, run_state, targets, trigger=trigger, force=force, on_worker_gone=worker_gone)
     launched = [o for o in outcomes if o.outcome is LaunchOutcome.LAUNCHED]
     if not launched:
         return outcomes

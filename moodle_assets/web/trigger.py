@@ -14,7 +14,11 @@ Contract (docs/contracts.md "HTTP trigger"), in the order the checks run:
   `force` (a boolean, default false). An empty `targets` list is a 400: it would otherwise be
   ambiguous between "nothing" and "everything";
 - otherwise 202 with a JSON list, one entry per target, in dependency order:
-  `{target, outcome: LAUNCHED|SKIPPED, reason, sync_run_id, dagster_run_id}`.
+  `{target, outcome: LAUNCHED|SKIPPED, reason, sync_run_id, dagster_run_id, held_by}`.
+  `held_by` is set when the target was SKIPPED because another live sync holds it (try again
+  later; the CLI exits 75 then): `{sync_run_id, started_at, heartbeat_at, dagster_run_id,
+  host, pid}`, and `reason` names the same holder. A sync whose worker died does not hold
+  its target: its row is closed ("worker lost") and the target launched.
 
 Which targets: with no body (or `{}` / only `force`), every enabled target that is due; the
 others are reported SKIPPED ("disabled" / "not due until ...") with `sync_run_id: null`,

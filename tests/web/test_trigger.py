@@ -42,8 +42,8 @@ def test_202_launches_named_targets_in_one_run_with_claimed_rows(web):
     results = r.json()
     assert isinstance(results, list)
     assert [x["target"] for x in results] == ["COURSE_CATALOG", "ENROLLMENTS"]  # dependency order
-    assert all(set(x) == {"target", "outcome", "reason", "sync_run_id", "dagster_run_id"} for x in results)
-    assert {x["outcome"] for x in results} == {"LAUNCHED"}
+    assert all(set(x) == {"target", "outcome", "reason", "sync_run_id", "dagster_run_id", "held_by"} for x in results)
+    assert {x["outcome"] for x in results} == {"LAUNCHED"} and {x["held_by"] for x in results} == {None}
     run_ids = {x["dagster_run_id"] for x in results}
     assert len(run_ids) == 1  # one sync_all run restricted to the two targets
     run = web.instance.get_run_by_id(run_ids.pop())
@@ -68,6 +68,12 @@ def test_202_single_target_uses_its_own_job_and_bearer_header(web):
     (again,) = post(web, {"targets": ["USER_DIRECTORY"]}).json()
     assert again["outcome"] == "SKIPPED" and "already syncing" in again["reason"]
     assert again["dagster_run_id"] is None and again["sync_run_id"] not in (None, result["sync_run_id"])
+    # ... naming the live holder, as the CLI (exit 75) and the admin page do: try again later.
+    holder = again["held_by"]
+    assert holder["sync_run_id"] == result["sync_run_id"] and holder["dagster_run_id"] == result["dagster_run_id"]
+    assert holder["started_at"] and holder["pid"] is None  # queued: no worker has taken it yet
+    assert f"sync run #{result['sync_run_id']}, started " in again["reason"]
+    assert f"Dagster run {result['dagster_run_id']}" in again["reason"]
     # force starts one anyway
     (forced,) = post(web, {"targets": ["USER_DIRECTORY"], "force": True}).json()
     assert forced["outcome"] == "LAUNCHED"

@@ -134,6 +134,8 @@ def test_run_now_claims_manual_and_launches_then_skips_while_running(web):
     assert ">queued<" in page  # the Dagster run waits for the daemon; the page says so
     page = s.post(web.url + f"{ADMIN}/ENROLLMENTS/run", data={"csrf_token": token}, timeout=60).text  # follows the 303
     assert "Enrollments not started: ENROLLMENTS is already syncing" in page
+    assert f"(sync run #{row.id}, started " in page and f"Dagster run {row.dagster_run_id}" in page
+    assert "Try again when it has finished." in page
 
 
 def test_a_failed_launch_closes_the_claim_with_the_reason(web):
