@@ -220,6 +220,15 @@ class Settings(BaseModel):
         ge=0,
         group="Sync",
     )
+    max_unreadable_course_fraction: float = _var(
+        _SYNC.max_unreadable_course_fraction,
+        "MOODLE_SYNC_MAX_UNREADABLE_COURSE_FRACTION",
+        "ENROLLMENTS fails (nothing written) when more than this share of the catalog's courses refuse to show "
+        "their participants to the token; a smaller share succeeds with a warning, those courses left as they were",
+        ge=0,
+        le=1,
+        group="Sync",
+    )
     heartbeat_timeout_seconds: int = _var(
         DEFAULT_HEARTBEAT_TIMEOUT_S,
         "MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS",
