@@ -7,7 +7,7 @@ import time
 from .dataset import ACTIVE, DELETED, ROLE_BITS, SITE_COURSE_ID, SUSPENDED, SUSPENDED_FLAG, Dataset
 
 OPS = ("remove_course", "hide_course", "set_course_price", "suspend_enrolment", "unenrol", "enrol", "add_user",
-       "remove_user", "set_user_email", "suspend_user")
+       "remove_user", "set_user_email", "suspend_user", "hide_category", "set_group_mode")
 
 
 class MutationError(ValueError):
@@ -58,6 +58,20 @@ def apply_op(ds: Dataset, op: dict) -> dict:
         ds.courses[cid].visible = 0
         _bump(ds, cid)
         return {"op": kind, "course_id": cid}
+    if kind == "hide_category":
+        catid = _int(op, "category_id")
+        if catid not in ds.categories:
+            raise MutationError(f"hide_category: no category with id {catid}")
+        ds.categories[catid].visible = 0
+        return {"op": kind, "category_id": catid}
+    if kind == "set_group_mode":
+        cid = _course(ds, op)
+        mode = _int(op, "groupmode")
+        if mode not in (0, 1, 2):
+            raise MutationError("set_group_mode: groupmode must be 0 (none), 1 (separate) or 2 (visible)")
+        ds.courses[cid].groupmode = mode
+        _bump(ds, cid)
+        return {"op": kind, "course_id": cid, "groupmode": mode}
     if kind == "set_course_price":
         cid = _course(ds, op)
         if "price" not in op:
