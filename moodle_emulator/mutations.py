@@ -62,8 +62,18 @@ def apply_op(ds: Dataset, op: dict) -> dict:
         catid = _int(op, "category_id")
         if catid not in ds.categories:
             raise MutationError(f"hide_category: no category with id {catid}")
-        ds.categories[catid].visible = 0
-        return {"op": kind, "category_id": catid}
+        # As Moodle's course_category::hide(): the category, the categories inside it and their
+        # courses become hidden (visibleold keeps what each was).
+        prefix = ds.categories[catid].path + "/"
+        hidden = [c for c in ds.categories.values() if c.id == catid or c.path.startswith(prefix)]
+        for cat in hidden:
+            cat.visibleold, cat.visible = cat.visible, 0
+        ids = {c.id for c in hidden}
+        courses = [c for c in ds.courses.values() if c.categoryid in ids]
+        for course in courses:
+            course.visible = 0
+            _bump(ds, course.id)
+        return {"op": kind, "category_id": catid, "categories": sorted(ids), "courses": sorted(c.id for c in courses)}
     if kind == "set_group_mode":
         cid = _course(ds, op)
         mode = _int(op, "groupmode")
