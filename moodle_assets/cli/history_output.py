@@ -19,6 +19,9 @@ def print_runs(history: SyncHistory, *, target: SyncTarget | None = None, limit:
     for r in rows:
         seconds = f"{r.duration_seconds:.1f}" if r.duration_seconds is not None else "-"
         note = r.error or r.skip_reason or (r.dagster_run_id or "")
+        if r.warning and not r.error:
+            first, *more = r.warning.splitlines()
+            note = f"warning: {first}" + (f" (+{len(more)} more)" if more else "")
         print(
             f"{r.id:>5} {r.target:<16} {r.status:<8} {r.trigger:<9} {_fmt_time(r.started_at):<21} {seconds:>8} "
             f"{_n(r.rows_fetched):>8} {_n(r.rows_inserted):>6} {_n(r.rows_updated):>6} "

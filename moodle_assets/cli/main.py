@@ -1,7 +1,8 @@
 """`moodle-integration`: the command-line interface.
 
 Every subcommand validates the environment first, so a bad setting fails with one line
-naming the variable. Exit codes: 0 ok, 1 the operation failed, 2 bad usage or config.
+naming the variable. Every failure is printed as its cause and its fix, without a Python
+traceback (`--verbose` adds it). Exit codes: see EXIT_CODES.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ from ..core.targets import SyncTarget
 from ..core.validation import ConfigError
 from ..settings import Settings, load_settings
 from ..web.demo import EmulatorMissing
+
+EXIT_CODES = """exit codes:
+  0   success (check: a full sync can run and sees everything)
+  1   the operation failed (sync: a target FAILED; check: a sync cannot run); the cause and the fix are printed
+  2   bad usage or configuration (an environment variable unset or malformed)
+  3   check only: a sync can run but will see less than everything (missing capabilities)
+  130 interrupted (Ctrl-C)"""
 
 
 def _targets_help() -> str:
@@ -32,8 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moodle-integration",
         description="Keep your database in step with a Moodle site (courses, users, enrollments) through Dagster.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="on failure, also print the Python traceback and Dagster's log"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser(
+        "check",
+        help="check the Moodle connection: URL, token, service functions, capabilities",
+        description="Check that a full sync can run against MOODLE_URL with MOODLE_TOKEN: one line per check "
+        "(the URL, web services and REST, the token, the site's release, the service's functions, the account, "
+        "and each capability the sync relies on), with the fix for each failure. See docs/moodle-setup.md.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("--json", action="store_true", help="print the report as one JSON object (for monitoring)")
 
     db = sub.add_parser(
         "db", help="manage the app database schema", description="Manage the app database schema (Alembic)."
@@ -59,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     sync = sub.add_parser(
         "sync",
         help="run a sync now, through Dagster",
-        description="Run a sync now through Dagster (the run shows in the UI), whatever the schedule says.",
+        description="Run a sync now through Dagster (the run shows in the UI), whatever the schedule says. Prints "
+        "each target's outcome; on failure its cause and fix (the full log stays in the Dagster run).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     which = sync.add_mutually_exclusive_group()
     which.add_argument(
@@ -110,10 +137,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_emulator_command(argv[1:])
     args = build_parser().parse_args(argv)
+    settings: Settings | None = None
     try:
         settings = load_settings()
         return _dispatch(args, settings)
     except ConfigError as exc:
+        if args.command == "check":
+            from .check_command import check_config_error
+
+            return check_config_error(None, str(exc), as_json=args.json)
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     except EmulatorMissing as exc:
@@ -121,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the boundary: a person gets the cause and the fix, not a traceback
+        from .failures import report_exception
+
+        return report_exception(exc, database_url=settings.database_url if settings else None, verbose=args.verbose)
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -157,10 +193,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from ..web.serve import serve
 
         return serve(settings, args.host, args.port, daemon=not args.no_daemon, workspace=args.workspace)
+    if args.command == "check":
+        from .check_command import cli_check
+
+        return cli_check(settings, as_json=args.json)
     if args.command == "sync":
         from .sync_command import cli_sync
 
-        return cli_sync(settings, args.targets or list(SyncTarget), force=args.force)
+        return cli_sync(settings, args.targets or list(SyncTarget), force=args.force, verbose=args.verbose)
     if args.command == "runs":
         from ..history import SyncHistory
         from .history_output import print_runs

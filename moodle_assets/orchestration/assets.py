@@ -185,7 +185,7 @@ def run_target(
     counts = outcome.counts
     counts.requests, counts.retries = metrics["requests"], metrics["retries"]
     counts.responses_429, counts.backoff_seconds = metrics["responses_429"], metrics["backoff_seconds"]
-    warning = "; ".join(outcome.warnings) or None
+    warning = "\n".join(outcome.warnings) or None
     if not history.finish(owner, SyncStatus.SUCCESS, counts=counts, warning=warning):
         raise Failure(description=f"{target.value}: lost ownership of sync run #{owner.run_id} before it finished")
     duration = time.monotonic() - started

@@ -140,6 +140,10 @@ class CoursesRefused(MoodleAccessError):
     """Too many catalog courses refused to show their participants: the token's role lacks a
     capability. Nothing was written."""
 
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("wsfunction", ENROLLED_USERS)
+        super().__init__(message, **kwargs)
+
 
 # --- probes ------------------------------------------------------------------------------------
 

@@ -234,12 +234,12 @@ def sync_course_catalog(
             "token cannot see hidden categories (moodle/category:viewhiddencategories), so they may only be hidden"
         )
     if not sees_every_course and (unseen_courses or course_result.kept_unseen):
-        why = (
-            f"{unseen_courses} courses exist that this token cannot see (hidden: moodle/course:viewhiddencourses)"
-            if sees_hidden_categories
-            else "this token cannot see hidden categories, so it cannot tell whether it sees every course"
-        )
-        outcome.warn(f"courses: {why}; {course_result.kept_unseen} stored courses not listed were kept active")
+        if unseen_courses:
+            why = f"{unseen_courses} courses exist that this token cannot see (hidden: moodle/course:viewhiddencourses)"
+        else:
+            why = "this token cannot see hidden categories, so it cannot tell whether it sees every course"
+        kept = course_result.kept_unseen
+        outcome.warn(f"courses: {why}" + (f"; {kept} stored courses not listed were kept active" if kept else ""))
     _warn_withheld(outcome, "categories", _withheld_counts(categories.records))
     _warn_withheld(outcome, "courses", _withheld_counts(courses.records))
     outcome.details.update(
