@@ -299,7 +299,16 @@ def sync_user_directory(
     access = access or prepare_access(fetcher, engine, SyncTarget.USER_DIRECTORY)
     outcome = SyncOutcome(access=access)
     now = utcnow()
-    ids = fetcher.user_ids()
+    try:
+        ids = fetcher.user_ids()
+    except MoodleAccessError as exc:
+        if exc.errorcode == "nopermissions":
+            exc.hint = (
+                "listing every user (the site course's participants) needs moodle/course:enrolreview (or "
+                "moodle/site:viewparticipants) in the token user's role at system level (docs/moodle-setup.md step 4)"
+            )
+            exc.args = (exc._render(),)
+        raise
     # Streamed: each batch is mapped as it arrives and its raw rows dropped, so only the compact
     # records stay in memory (raw rows were ~3 KB/user: 418 MB peak at 100k users).
     users = mappers.map_rows(mappers.map_moodle_user_row, _user_rows(fetcher, ids, options.concurrency), synced_at=now)
