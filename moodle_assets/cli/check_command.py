@@ -28,8 +28,9 @@ def _marks() -> dict[str, str]:
     return _MARKS
 
 
-def render(report: CheckReport) -> str:
+def render(report: CheckReport, exit_code: int | None = None) -> str:
     marks = _marks()
+    code = report.exit_code if exit_code is None else exit_code
     lines = [f"Moodle connection check: {report.url}"]
     for line in report.lines:
         text = f"{marks[line.status]} {line.title}"
@@ -38,7 +39,8 @@ def render(report: CheckReport) -> str:
         lines.append(text)
         if line.fix and line.status in (FAIL, WARN, NOTE):
             lines.append(f"    fix: {line.fix}")
-    lines.append(f"Result: {report.verdict} (exit {report.exit_code})")
+    verdict = report.verdict if code != EXIT_CONFIG else "a configuration error: fix the variable"
+    lines.append(f"Result: {verdict} (exit {code})")
     return "\n".join(lines)
 
 
@@ -49,13 +51,13 @@ def emit(report: CheckReport, *, as_json: bool, exit_code: int | None = None) ->
         data["exit_code"] = code
         print(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        print(render(report))
+        print(render(report, code))
     return code
 
 
 def check_config_error(url: str | None, message: str, *, as_json: bool) -> int:
     """A configuration error (exit 2), printed as the failed first check."""
-    return emit(config_error_report(url or "(unset)", message), as_json=as_json, exit_code=EXIT_CONFIG)
+    return emit(config_error_report(url or "(no usable MOODLE_URL)", message), as_json=as_json, exit_code=EXIT_CONFIG)
 
 
 def cli_check(settings: Settings, *, as_json: bool = False) -> int:
@@ -70,7 +72,7 @@ def cli_check(settings: Settings, *, as_json: bool = False) -> int:
             as_json=as_json,
         )
     options = settings.moodle_client_options()
-    options["max_retries"] = min(1, int(options["max_retries"]))  # type: ignore[call-overload]
+    options["max_retries"] = 0  # a check reports what it meets; re-running it is the retry
     client = MoodleClient(settings.moodle_url, settings.moodle_token, ClientSettings(settings.moodle_url, **options))  # type: ignore[arg-type]
     try:
         report = run_check(client, settings.moodle_url)

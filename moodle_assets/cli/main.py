@@ -127,7 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     emulator.add_argument("emulator_args", nargs=argparse.REMAINDER)
+    # --verbose also after the command (`moodle-integration sync --verbose`, `config show -v`).
+    for name, subparser in sub.choices.items():
+        if name != "emulator":
+            _add_verbose(subparser)
     return parser
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="print the traceback on failure"
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                _add_verbose(nested)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

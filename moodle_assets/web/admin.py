@@ -156,7 +156,7 @@ def run_view(row: RunRow, now: datetime, dagster_status: str | None) -> RunView:
             ("deactivated", row.rows_deactivated or 0),
             ("rejected", row.rows_rejected or 0),
         ]
-    message = row.error or row.skip_reason
+    message = row.error or row.skip_reason or (f"warning: {row.warning}" if row.warning else None)
     return RunView(
         id=row.id,
         status=row.status,

@@ -81,7 +81,7 @@ class ConnectionStatus:
             missing = "MOODLE_URL" if not settings.moodle_url else "MOODLE_TOKEN"
             return config_error_report(settings.moodle_url or "(unset)", f"{missing} is not set")
         options = settings.moodle_client_options()
-        options["max_retries"] = 1
+        options["max_retries"] = 0
         client = MoodleClient(
             settings.moodle_url,
             settings.moodle_token,

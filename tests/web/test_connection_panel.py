@@ -59,3 +59,21 @@ def test_a_weaker_token_shows_what_it_lacks_and_the_fix(live_web):
     assert "Fix: allow moodle/course:enrolreview in the token user" in text
     assert "not a site administrator" in text
     assert EMULATOR_TOKEN not in text
+
+
+def test_a_runs_warning_shows_in_its_history_row(live_web):
+    from moodle_assets.core.counts import RunCounts
+    from moodle_assets.core.targets import SyncStatus, SyncTarget, SyncTrigger
+    from moodle_assets.history import SyncHistory
+
+    live_web.reset_history()
+    history = SyncHistory(live_web.engine)
+    claim = history.claim(SyncTarget.USER_DIRECTORY, SyncTrigger.CLI)
+    owner = history.take(claim.run_id, "dagster-run-id")
+    history.note_token(owner, user_id=17, username="capuser", is_site_admin=False)
+    history.finish(owner, SyncStatus.SUCCESS, counts=RunCounts(fetched=4),
+                   warning="users: Moodle listed 4 users to this token; 12 stored users not listed were kept active")
+    page = live_web.session().get(live_web.url + ADMIN, timeout=30).text
+    row = page[page.index(f'data-sync-run="{claim.run_id}"'):]
+    assert "warning: users: Moodle listed 4 users to this token" in row[: row.index("</tr>")]
+    assert "Last sync ran as capuser (id 17) (sync run #" in panel(page)
