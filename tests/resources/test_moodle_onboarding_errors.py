@@ -197,3 +197,25 @@ def test_tls_against_a_plain_http_server_fails_at_once(emulator, make_client):
     assert err.attempts == 1 and "TLS handshake" in err.message
     assert "MOODLE_URL must start with http://" in err.hint
     assert emulator.counters.snapshot()["requests_total"] == 0  # never got as far as HTTP
+
+
+def test_https_refused_where_http_answers_fails_at_once_saying_use_http(make_client):
+    """https:// to a site that only serves plain HTTP on port 80: 443 refuses, 80 accepts. Needs the
+    two default ports on 127.0.0.1 (binding 80 needs root): skipped where they are taken."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("127.0.0.1", 80))
+    except OSError as exc:
+        listener.close()
+        pytest.skip(f"cannot listen on 127.0.0.1:80 here ({exc})")
+    with listener:
+        listener.listen(8)
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", 443)) == 0:
+                pytest.skip("something listens on 127.0.0.1:443")
+        client = make_client("https://127.0.0.1", max_retries=3)
+        with pytest.raises(MoodleNetworkError) as info:
+            client.webservice_post("core_webservice_get_site_info")
+    assert info.value.attempts == 1 and "refused" in info.value.message
+    assert "http:80 answers" in info.value.hint and "MOODLE_URL must start with http://" in info.value.hint
