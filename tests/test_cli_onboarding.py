@@ -116,7 +116,7 @@ def test_sync_with_a_wrong_token_prints_cause_and_fix_not_a_traceback(moodle, tm
 def test_sync_verbose_shows_dagsters_log(moodle, tmp_path):
     out = run(["--verbose", "sync", "--target", "COURSE_CATALOG"], tmp_path, MOODLE_URL=moodle.url,
               MOODLE_TOKEN="wrong-0123456789")
-    assert out.returncode == 1 and "STEP_FAILURE" in out.stderr
+    assert out.returncode == 1 and "dagster - ERROR" in out.stderr and "Stack Trace" in out.stderr
 
 
 def test_sync_with_a_weaker_token_succeeds_with_visible_warnings(moodle, tmp_path):

@@ -40,7 +40,7 @@ ENROLLED_USERS = "core_enrol_get_enrolled_users"
 USERS_BY_FIELD = "core_user_get_users_by_field"
 
 #: The five functions the sync calls; the external service must allow each (docs/moodle-setup.md §6).
-MOODLE_FUNCTIONS = (SITE_INFO, GET_CATEGORIES, GET_COURSES, ENROLLED_USERS, USERS_BY_FIELD)
+WS_FUNCTIONS = (SITE_INFO, GET_CATEGORIES, GET_COURSES, ENROLLED_USERS, USERS_BY_FIELD)
 #: What each target calls.
 TARGET_FUNCTIONS: dict[SyncTarget, tuple[str, ...]] = {
     SyncTarget.COURSE_CATALOG: (SITE_INFO, GET_CATEGORIES, GET_COURSES),
@@ -286,8 +286,8 @@ def read_access(client: Any, target: SyncTarget, *, probe_course_ids: Sequence[i
 
 
 __all__ = [
-    "MOODLE_FUNCTIONS",
     "TARGET_FUNCTIONS",
+    "WS_FUNCTIONS",
     "MoodleError",
     "TokenAccess",
     "TokenIdentity",

@@ -41,10 +41,10 @@ from .access import (
     ENROLLED_USERS,
     GET_CATEGORIES,
     GET_COURSES,
-    MOODLE_FUNCTIONS,
     SERVICE_FUNCTIONS_PAGE,
     SITE_INFO,
     USERS_BY_FIELD,
+    WS_FUNCTIONS,
     TokenIdentity,
     probe_all_groups,
     probe_category_manage,
@@ -154,7 +154,7 @@ def run_check(client: Any, url: str) -> CheckReport:
     if identity is None:
         return report
     report.identity = identity
-    missing = identity.missing(MOODLE_FUNCTIONS)
+    missing = identity.missing(WS_FUNCTIONS)
     if missing:
         report.add(
             "functions",
@@ -165,7 +165,7 @@ def run_check(client: Any, url: str) -> CheckReport:
         )
     else:
         report.add(
-            "functions", OK, "The token's service allows the functions the sync calls", f"all {len(MOODLE_FUNCTIONS)}"
+            "functions", OK, "The token's service allows the functions the sync calls", f"all {len(WS_FUNCTIONS)}"
         )
     allowed = identity.functions
     guest = _account(client, report, allowed)
