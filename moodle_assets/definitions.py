@@ -59,6 +59,7 @@ def build_definitions(settings: Settings) -> Definitions:
                 user_batch_size=settings.user_batch_size,
                 max_deactivate_fraction=settings.max_deactivate_fraction,
                 deactivation_guard_min_rows=settings.deactivate_min_rows,
+                max_unreadable_course_fraction=settings.max_unreadable_course_fraction,
             ),
         },
     )

@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", default="demo", choices=["demo", "real", "S", "M", "L"])
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--token", default=DEFAULT_TOKEN,
-                   help="admin token (TOKEN-manager and TOKEN-reader get those capability tiers)")
+                   help="admin token (TOKEN-manager and TOKEN-reader get those presets; see README: tokens)")
     p.add_argument("--exception-style", default="4.5", choices=["4.4", "4.5"])
     p.add_argument("--debug", action="store_true", help="site debugging on: errors carry debuginfo")
     p.add_argument("--workers", type=int, default=None,

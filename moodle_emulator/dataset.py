@@ -117,6 +117,7 @@ class Course:
     newsitems: int = 1
     numsections: int = 0
     showcompletionconditions: bool | None = True
+    groupmode: int = 0  # 0 no groups, 1 separate groups, 2 visible groups (the emulated site has no groups)
 
 
 @dataclass(slots=True)
@@ -299,6 +300,15 @@ class Dataset:
         if i < 0:
             return None
         return ce.roles[i], ce.status[i], ce.lastaccess[i]
+
+    def is_contact(self, user_id: int) -> bool:
+        """Whether the user is a course contact ($CFG->coursecontact: an active editing teacher)
+        somewhere: Moodle shows such users to anyone who can see the course."""
+        for cid in self.user_courses.get(user_id, ()):
+            e = self.enrolment(cid, user_id)
+            if e is not None and e[0] & CONTACT_MASK and e[1] == ACTIVE:
+                return True
+        return False
 
     def course_sort_key(self, c: Course) -> tuple:
         """Order of ``core_course_get_courses`` (no ids): site first, then by category

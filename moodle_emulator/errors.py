@@ -111,26 +111,82 @@ def unknown_course(courseid: int) -> WebServiceException:
     return _dml_missing("course", "SELECT * FROM {course} WHERE id = ?", courseid)
 
 
+_NOT_ALLOWED_LINES = (
+    "There could be multiple reasons for this:",
+    "1. The service linked to the user token does not contain the function.",
+    "2. The service is user-restricted and the user is not listed.",
+    "3. The service is IP-restricted and the user IP is not listed.",
+    "4. The service is time-restricted and the time has expired.",
+    "5. The token is time-restricted and the time has expired.",
+    "6. The service requires a specific capability which the user does not have.",
+    "7. The function is called with username/password (no user token is sent)",
+    "and none of the services has the function to allow the user.",
+    "These settings can be found in Administration > Site administration",
+    "> Server > Web services > External services and Manage tokens.",
+)
+
+
+def access_exception(debuginfo: str) -> WebServiceException:
+    """Every refusal before the function runs: one body, only ``debuginfo`` tells them apart."""
+    return WebServiceException("webservice_access_exception", "accessexception", "Access control exception",
+                               debuginfo=debuginfo)
+
+
 def function_not_allowed(name: str) -> WebServiceException:
+    # Moodle 5.0's string keeps the source's indentation (21 spaces) on every line after the first.
+    return access_exception(f"Access to the function {name}() is not allowed."
+                            + "".join("\n" + " " * 21 + line for line in _NOT_ALLOWED_LINES))
+
+
+def token_expired() -> WebServiceException:
+    return access_exception("Invalid token - token expired - check validuntil time for the token")
+
+
+def ip_not_allowed(ip: str) -> WebServiceException:
+    return access_exception(f"Invalid service - IP:{ip} is not supported - check this allowed user")
+
+
+def no_rest_use() -> WebServiceException:
+    return access_exception("You are not allowed to use the rest protocol (missing capability: webservice/rest:use)")
+
+
+def user_refused(kind: str, username: str) -> WebServiceException:
+    text = {"suspended": "suspended", "nologin": "nologin authentication"}[kind]
+    return WebServiceException("moodle_exception", f"wsaccessuser{kind}",
+                               f"Refused web service access for {text} username: {username}")
+
+
+def site_maintenance() -> WebServiceException:
+    return WebServiceException("moodle_exception", "sitemaintenance",
+                               "The site is undergoing maintenance and is currently not available")
+
+
+# What require_login() throws for an account that cannot open the site, and how an
+# errorcoursecontextnotvalid quotes it.
+_ACCOUNT_STATE_ERRORS = {
+    "force_password_change": ("forcepasswordchangenotice", "error/forcepasswordchangenotice"),
+    "not_fully_set_up": ("usernotfullysetup", "User not fully set-up"),
+    "site_policy": ("sitepolicynotagreed", None),
+}
+
+
+def account_state(state: str, site_url: str) -> WebServiceException:
+    code, message = _ACCOUNT_STATE_ERRORS[state]
+    if message is None:
+        message = f'Site policy not agreed: <a href="{site_url}/user/policy.php">Click here to open the site policy.</a>'
+    return WebServiceException("moodle_exception", code, message)
+
+
+def course_context_not_valid(courseid: int, inner: str = "Course or activity not accessible.") -> WebServiceException:
     return WebServiceException(
-        "webservice_access_exception",
-        "accessexception",
-        "Access control exception",
-        debuginfo=(
-            f"Access to the function {name}() is not allowed.\n"
-            "There could be multiple reasons for this:\n"
-            "1. The service linked to the user token does not contain the function.\n"
-            "2. The service is user-restricted and the user is not listed.\n"
-            "3. The service is IP-restricted and the user IP is not listed.\n"
-            "4. The service is time-restricted and the time has expired.\n"
-            "5. The token is time-restricted and the time has expired.\n"
-            "6. The service requires a specific capability which the user does not have.\n"
-            "7. The function is called with username/password (no user token is sent)\n"
-            "and none of the services has the function to allow the user.\n"
-            "These settings can be found in Administration > Site administration\n"
-            "> Server > Web services > External services and Manage tokens."
-        ),
+        "moodle_exception", "errorcoursecontextnotvalid",
+        f"You cannot execute functions in the course context (course id:{courseid}). "
+        f"The context error message was: {inner}",
     )
+
+
+def course_context_account_state(courseid: int, state: str, site_url: str) -> WebServiceException:
+    return course_context_not_valid(courseid, account_state(state, site_url).message)
 
 
 def coding_error(debuginfo: str) -> WebServiceException:
@@ -162,8 +218,11 @@ def key_already_set(key: str) -> WebServiceException:
     )
 
 
-def criteria_error() -> WebServiceException:
-    return WebServiceException("moodle_exception", "criteriaerror", "Missing permissions to search on a criterion.")
+def criteria_error(key: str | None = None) -> WebServiceException:
+    return WebServiceException(
+        "moodle_exception", "criteriaerror", "Missing permissions to search on a criterion.",
+        debuginfo=None if key is None else f'You don\'t have the permissions to search on the "{key}" field.',
+    )
 
 
 # The HTTP-200 Moodle-shaped rate-limit payload used by the ``ratelimit_payload`` fault and

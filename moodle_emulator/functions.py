@@ -20,20 +20,62 @@ from .encoding import rows
 from .dataset import (ACTIVE, CONTACT_MASK, ROLES, SITE_COURSE_ID, VIEW_HIDDEN_MASK, Course, Dataset,
                       format_string)
 from .params import DEFAULT, OPTIONAL, Multiple, Single, Value, php_intval
+from .tokens import (ACCESS_ALL_GROUPS, CATEGORY_MANAGE, COURSE_UPDATE, COURSE_VIEW, COURSE_VIEW_PARTICIPANTS,
+                     ENROL_REVIEW, SITE_VIEW_PARTICIPANTS, USER_VIEW_ALL_DETAILS, USER_VIEW_DETAILS,
+                     VIEW_HIDDEN_CATEGORIES, VIEW_HIDDEN_COURSES, VIEW_HIDDEN_DETAILS, VIEW_HIDDEN_USER_FIELDS,
+                     VIEW_USER_IDENTITY, TokenSpec)
 
-TIERS = ("admin", "manager", "reader")
+TIERS = ("admin", "manager", "reader")  # the historical preset names; see tokens.PRESETS for all
+_ADMIN = TokenSpec.preset("admin")
 
 
 @dataclass
 class Ctx:
+    """One call's view of the site: the token's spec and the site settings that shape answers."""
+
     ds: Dataset
     url: str  # site base URL, e.g. http://127.0.0.1:8089
-    tier: str = "admin"
+    spec: TokenSpec = _ADMIN
     empty_lists: bool = False
+    user_id: int = 2  # the token's account
+    hidden_user_fields: frozenset = frozenset()  # $CFG->hiddenuserfields
 
     @property
-    def can_update(self) -> bool:  # moodle/course:update, viewhiddencourses, viewalldetails, enrolreview
-        return self.tier in ("admin", "manager")
+    def admin(self) -> bool:
+        return self.spec.site_admin
+
+    def can(self, capability: str) -> bool:
+        return self.spec.can(capability)
+
+    @property
+    def can_update(self) -> bool:  # moodle/course:update
+        return self.can(COURSE_UPDATE)
+
+    @property
+    def account_state(self) -> str | None:
+        return self.spec.account_state
+
+    def listable(self, c: Course) -> bool:
+        """Listed by get_courses(_by_field): visible, or moodle/course:viewhiddencourses."""
+        return bool(c.visible) or self.can(VIEW_HIDDEN_COURSES)
+
+    def enterable(self, c: Course) -> bool:
+        """require_login($course) passes: an account that can open the site, and then the front
+        page always; another course with moodle/course:view (the token's user is enrolled
+        nowhere) if it is visible or the token has moodle/course:viewhiddencourses."""
+        if self.account_state is not None:
+            return False
+        return c.id == SITE_COURSE_ID or (self.can(COURSE_VIEW) and self.listable(c))
+
+    def sees_user(self, uid: int) -> bool:
+        """user_get_user_details() returns the row: user:viewdetails, the token's own account, or a
+        course contact (editing teacher) somewhere."""
+        return self.can(USER_VIEW_DETAILS) or uid == self.user_id or self.ds.is_contact(uid)
+
+    def shows(self, uid: int, field: str) -> bool:
+        """A $CFG->hiddenuserfields field is shown only with moodle/user:viewhiddendetails (not even
+        to the account itself, as the capture shows)."""
+        return field not in self.hidden_user_fields or self.can(VIEW_HIDDEN_DETAILS)
 
     def img(self, size: str) -> str:
         return f"{self.url}/theme/image.php/boost/core/{self.ds.site.themerev}/u/{size}"
@@ -88,7 +130,7 @@ FILTERS = ("displayh5p", "activitynames", "mathjaxloader", "emoticon", "urltolin
 def site_info(ctx: Ctx, args: dict):
     ds = ctx.ds
     u = ds.users
-    uid = ds.site.admin_id
+    uid = ctx.user_id
     i = uid - 1
     version = ds.site.version
     out = {
@@ -101,7 +143,7 @@ def site_info(ctx: Ctx, args: dict):
         "userid": uid,
         "siteurl": ctx.url,
         "userpictureurl": ctx.img("f1"),
-        "functions": [{"name": f, "version": version} for f in SERVICE_FUNCTIONS],
+        "functions": [{"name": f, "version": version} for f in (ctx.spec.functions or SERVICE_FUNCTIONS)],
         "downloadfiles": 0,
         "uploadfiles": 0,
         "release": ds.site.release,
@@ -109,14 +151,14 @@ def site_info(ctx: Ctx, args: dict):
         "mobilecssurl": "",
         "advancedfeatures": [{"name": n, "value": v} for n, v in ADVANCED_FEATURES],
         "usercanmanageownfiles": True,
-        "userquota": 0,
-        "usermaxuploadfilesize": -1,
+        "userquota": 0 if ctx.admin else 104857600,
+        "usermaxuploadfilesize": -1 if ctx.admin else 67108864,
         "userhomepage": 1,
         "userprivateaccesskey": ds.site.privatekey,
         "siteid": SITE_COURSE_ID,
         "sitecalendartype": "gregorian",
         "usercalendartype": "gregorian",
-        "userissiteadmin": ctx.tier == "admin",
+        "userissiteadmin": ctx.admin,
         "theme": "boost",
         "limitconcurrentlogins": 0,
         "policyagreed": 0,
@@ -132,13 +174,14 @@ def get_categories(ctx: Ctx, args: dict):
     matched = cats
     criteria = args["criteria"]
     if criteria:
-        manage_only = {"idnumber", "theme"}
         for crit in criteria:
             key, value = crit["key"], crit["value"]
             if key not in ("id", "ids", "name", "parent", "idnumber", "visible", "theme"):
                 raise errors.criteria_error()
-            if key in manage_only | {"visible"} and not ctx.can_update:
-                raise errors.criteria_error()
+            if key in ("idnumber", "theme") and not ctx.can(CATEGORY_MANAGE):
+                raise errors.criteria_error(key)
+            if key == "visible" and not ctx.can(VIEW_HIDDEN_CATEGORIES):
+                raise errors.criteria_error(key)
             if key in ("id", "parent", "visible"):
                 v = php_intval(value)
                 attr = {"id": "id", "parent": "parent", "visible": "visible"}[key]
@@ -160,27 +203,32 @@ def get_categories(ctx: Ctx, args: dict):
                     if d.id not in found and d.path.startswith(prefix):
                         matched.append(d)
                         found.add(d.id)
-    if not ctx.can_update:
-        matched = [c for c in matched if c.visible]
+    if not ctx.can(VIEW_HIDDEN_CATEGORIES):
+        # a hidden category and everything inside it
+        hidden = [c.path + "/" for c in cats if not c.visible]
+        matched = [c for c in matched if c.visible and not any((c.path + "/").startswith(h) for h in hidden)]
+    if ctx.account_state:
+        matched = []  # validate_context() fails for every category: each one is skipped
     matched.sort(key=lambda c: str(c.sortorder))  # Moodle: strcmp on sortorder
     counts = ds.coursecounts()
+    manage = ctx.can(CATEGORY_MANAGE)
     out = []
     for c in matched:
         d = {"id": c.id, "name": format_string(c.name)}
-        if ctx.can_update:
+        if manage:
             d["idnumber"] = c.idnumber
         d["description"] = c.description
         d["descriptionformat"] = c.descriptionformat
         d["parent"] = c.parent
         d["sortorder"] = c.sortorder
         d["coursecount"] = counts.get(c.id, 0)
-        if ctx.can_update:
+        if manage:
             d["visible"] = c.visible
             d["visibleold"] = c.visibleold
             d["timemodified"] = c.timemodified
         d["depth"] = c.depth
         d["path"] = c.path
-        if ctx.can_update:
+        if manage:
             d["theme"] = c.theme
         out.append(d)
     if ctx.empty_lists:
@@ -191,13 +239,14 @@ def get_categories(ctx: Ctx, args: dict):
 # ------------------------------------------------------------------ courses
 
 def _customfields(ctx: Ctx, c: Course) -> list | None:
-    minvis = 0 if ctx.tier == "admin" else (1 if ctx.tier == "manager" else 2)
+    # visibility 2 everyone, 1 teachers (course:update), 0 nobody (the administrator still sees it)
+    minvis = 0 if ctx.admin else (1 if ctx.can(COURSE_UPDATE) else 2)
     out = [f.export(c.customvalues.get(f.shortname)) for f in ctx.ds.customfields if f.visibility >= minvis]
     return out or None
 
 
 def _visible_to(ctx: Ctx, c: Course) -> bool:
-    return bool(c.visible) or ctx.can_update
+    return ctx.listable(c)
 
 
 def _course_get_courses(ctx: Ctx, c: Course) -> dict:
@@ -225,7 +274,7 @@ def _course_get_courses(ctx: Ctx, c: Course) -> dict:
         d["visible"] = c.visible
         if not site:
             d["hiddensections"] = 1
-        d["groupmode"] = 0
+        d["groupmode"] = c.groupmode
         d["groupmodeforce"] = 0
         d["defaultgroupingid"] = 0
         d["timecreated"] = c.timecreated
@@ -253,7 +302,13 @@ def get_courses(ctx: Ctx, args: dict):
     if ids:
         wanted = set(ids)
         courses = [c for c in courses if c.id in wanted]
-    out = [_course_get_courses(ctx, c) for c in courses if _visible_to(ctx, c)]
+    listed = [c for c in courses if _visible_to(ctx, c)]
+    for c in listed:  # the whole call fails on the first course the token cannot enter
+        if not ctx.enterable(c):
+            if ctx.account_state:
+                raise errors.course_context_account_state(c.id, ctx.account_state, ctx.url)
+            raise errors.course_context_not_valid(c.id)
+    out = [_course_get_courses(ctx, c) for c in listed]
     if ctx.empty_lists:
         out = []
     return out, (len(out), None)
@@ -297,12 +352,14 @@ def _course_by_field(ctx: Ctx, c: Course) -> dict:
     cf = _customfields(ctx, c)
     if cf is not None:
         d["customfields"] = cf
+    if not ctx.enterable(c):
+        return d  # public fields only
     upd = ctx.can_update
     if upd:
         d["idnumber"] = c.idnumber
     d.update({
         "format": c.format, "showgrades": 1, "newsitems": c.newsitems, "startdate": c.startdate,
-        "enddate": c.enddate, "maxbytes": 0, "showreports": 0, "visible": c.visible, "groupmode": 0,
+        "enddate": c.enddate, "maxbytes": 0, "showreports": 0, "visible": c.visible, "groupmode": c.groupmode,
         "groupmodeforce": 0, "defaultgroupingid": 0, "enablecompletion": 0, "completionnotify": 0, "lang": "",
         "theme": "", "marker": 0,
     })
@@ -343,9 +400,13 @@ def get_courses_by_field(ctx: Ctx, args: dict):
     else:
         raise errors.invalid_parameter("Invalid field name")
     out = [_course_by_field(ctx, c) for c in selected if _visible_to(ctx, c)]
+    warnings = []
+    if field == "ids":  # only this variant reports the courses it dropped
+        warnings = [{"item": "course", "itemid": c.id, "warningcode": "1", "message": "No access rights in course context"}
+                    for c in selected if not _visible_to(ctx, c)]
     if ctx.empty_lists:
         out = []
-    return {"courses": out, "warnings": []}, (len(out), None)
+    return {"courses": out, "warnings": warnings}, (len(out), None)
 
 
 # ------------------------------------------------------------------ users
@@ -357,11 +418,22 @@ def _preferences(ctx: Ctx) -> list:
     ]
 
 
+def _shows_email(ctx: Ctx, uid: int) -> bool:
+    """Self; else the owner shows it to everyone (the admin account's maildisplay) or the token
+    may see identity fields (email is in $CFG->showuseridentity) — unless email is a hidden field."""
+    if uid == ctx.user_id:
+        return True
+    if not ctx.shows(uid, "email"):
+        return False
+    return uid == ctx.ds.site.admin_id or ctx.can(VIEW_USER_IDENTITY)
+
+
 def user_details(ctx: Ctx, uid: int) -> dict:
     """``user_get_user_details`` as core_user_get_users(_by_field) return it."""
     u = ctx.ds.users
     i = uid - 1
-    full = ctx.can_update  # viewalldetails
+    me = uid == ctx.user_id
+    full = ctx.can(USER_VIEW_ALL_DETAILS) or me
     fn, ln = u.firstname[i], u.lastname[i]
     d = {"id": uid}
     if full:
@@ -369,15 +441,20 @@ def user_details(ctx: Ctx, uid: int) -> dict:
     d["firstname"] = fn
     d["lastname"] = ln
     d["fullname"] = f"{fn} {ln}"
-    d["email"] = u.email[i]
-    d["department"] = ""
+    if _shows_email(ctx, uid):
+        d["email"] = u.email[i]
+    if full:
+        d["department"] = ""
     if full and u.idnumber[i]:
         d["idnumber"] = u.idnumber[i]
-    d["firstaccess"] = u.firstaccess[i]
-    d["lastaccess"] = u.lastaccess[i]
+    if ctx.shows(uid, "firstaccess"):
+        d["firstaccess"] = u.firstaccess[i]
+    if ctx.shows(uid, "lastaccess"):
+        d["lastaccess"] = u.lastaccess[i]
     if full:
         d["auth"] = u.auth[i]
-    d["suspended"] = bool(u.flags[i] & 1)
+    if ctx.shows(uid, "suspended"):
+        d["suspended"] = bool(u.flags[i] & 1)
     if full:
         d["confirmed"] = True
         d["lang"] = "en"
@@ -386,7 +463,8 @@ def user_details(ctx: Ctx, uid: int) -> dict:
     if full:
         d["mailformat"] = 1
         d["trackforums"] = 0
-    if u.description[i]:
+    # profilesforenrolledusersonly: a description only of users with a role somewhere (not the guest)
+    if u.description[i] and (ctx.admin or me or ctx.ds.user_courses.get(uid)):
         d["description"] = u.description[i]
         d["descriptionformat"] = 1
     if u.city[i]:
@@ -395,7 +473,7 @@ def user_details(ctx: Ctx, uid: int) -> dict:
         d["country"] = u.country[i]
     d["profileimageurlsmall"] = ctx.img("f2")
     d["profileimageurl"] = ctx.img("f1")
-    if uid == ctx.ds.site.admin_id and ctx.tier == "admin":
+    if me:
         d["preferences"] = _preferences(ctx)
     return d
 
@@ -449,11 +527,16 @@ def get_users(ctx: Ctx, args: dict):
                 ids = [x for x in ids if rx.fullmatch(col[x - 1])]
             # a user is returned only if the searched field is non-empty in the details
             ids = [x for x in ids if col[x - 1] != ""]
+            if key == "email":
+                ids = [x for x in ids if _shows_email(ctx, x)]
         else:
             col = getattr(u, key)
             ids = [x for x in ids if col[x - 1] == value]
-            if key == "idnumber" and not ctx.can_update:
+            if key == "idnumber" and not ctx.can(USER_VIEW_ALL_DETAILS):
                 ids = []
+    if ctx.account_state:
+        raise errors.account_state(ctx.account_state, ctx.url)
+    ids = [x for x in ids if ctx.sees_user(x)]
     users = [] if ctx.empty_lists else rows(ids, lambda x: user_details(ctx, x))
     return {"users": users, "warnings": warnings}, (len(users), None)
 
@@ -481,7 +564,9 @@ def get_users_by_field(ctx: Ctx, args: dict):
                 found.add(x)
         else:
             found.update(u.by_idnumber(value))
-    ids = sorted(found)
+    if ctx.account_state:
+        raise errors.account_state(ctx.account_state, ctx.url)
+    ids = [x for x in sorted(found) if ctx.sees_user(x)]
     if field == "email":
         ids = [x for x in ids if u.email[x - 1]]
     out = [] if ctx.empty_lists else rows(ids, lambda x: user_details(ctx, x))
@@ -530,25 +615,28 @@ def enrolled_user(ctx: Ctx, uid: int, roles: int, lca: int, fields: frozenset | 
     u = ctx.ds.users
     i = uid - 1
     w = (lambda f: True) if fields is None else fields.__contains__
+    me = uid == ctx.user_id
+    full = ctx.can(USER_VIEW_ALL_DETAILS) or me
     d = {"id": uid}
-    if w("username") and ctx.can_update:
+    if w("username") and full:
         d["username"] = u.username[i]
     if w("firstname"):
         d["firstname"] = u.firstname[i]
     if w("lastname"):
         d["lastname"] = u.lastname[i]
     d["fullname"] = f"{u.firstname[i]} {u.lastname[i]}"
-    if w("email"):
+    if w("email") and _shows_email(ctx, uid):
         d["email"] = u.email[i]
     if w("department"):
         d["department"] = ""
-    if w("idnumber") and u.idnumber[i] and ctx.can_update:
+    if w("idnumber") and u.idnumber[i] and full:
         d["idnumber"] = u.idnumber[i]
-    if w("firstaccess"):
+    if w("firstaccess") and ctx.shows(uid, "firstaccess"):
         d["firstaccess"] = u.firstaccess[i]
-    if w("lastaccess"):
+    if w("lastaccess") and ctx.shows(uid, "lastaccess"):
         d["lastaccess"] = u.lastaccess[i]
-    if w("lastcourseaccess"):
+    # a course's last access is hidden with "lastaccess" unless course:viewhiddenuserfields
+    if w("lastcourseaccess") and ("lastaccess" not in ctx.hidden_user_fields or ctx.can(VIEW_HIDDEN_USER_FIELDS)):
         d["lastcourseaccess"] = lca
     if w("description") and u.description[i]:
         d["description"] = u.description[i]
@@ -563,7 +651,7 @@ def enrolled_user(ctx: Ctx, uid: int, roles: int, lca: int, fields: frozenset | 
         d["profileimageurl"] = ctx.img("f1")
     if w("roles"):
         d["roles"] = _roles(roles)
-    if w("preferences") and uid == ctx.ds.site.admin_id and ctx.tier == "admin":
+    if w("preferences") and me:
         d["preferences"] = _preferences(ctx)
     if w("enrolledcourses"):
         ec = _enrolled_courses(ctx.ds, uid)
@@ -610,7 +698,20 @@ def get_enrolled_users(ctx: Ctx, args: dict):
         # unknown option names are silently ignored (real Moodle)
     if courseid not in ds.courses:
         raise errors.unknown_course(courseid)
-    if (onlyactive or onlysuspended) and not ctx.can_update:
+    # validate_context(): the course context (the system context for the site course)
+    if ctx.account_state:
+        raise errors.course_context_account_state(courseid, ctx.account_state, ctx.url)
+    course = ds.courses[courseid]
+    if not ctx.enterable(course):
+        raise errors.course_context_not_valid(courseid)
+    if courseid == SITE_COURSE_ID:
+        if not (ctx.can(SITE_VIEW_PARTICIPANTS) or ctx.can(ENROL_REVIEW)):
+            raise errors.no_permissions("View participants", "moodle/site:viewparticipants")
+    elif not (ctx.can(COURSE_VIEW_PARTICIPANTS) or ctx.can(ENROL_REVIEW)):
+        raise errors.no_permissions("View participants", "moodle/course:viewparticipants")
+    if groupid and not ctx.can(ACCESS_ALL_GROUPS):
+        raise errors.no_permissions("Access all groups", "moodle/site:accessallgroups")
+    if (onlyactive or onlysuspended) and not ctx.can(ENROL_REVIEW):
         raise errors.no_permissions("Review course enrolments", "moodle/course:enrolreview")
     if onlyactive and onlysuspended:
         raise errors.coding_error("Both onlyactive and onlysuspended are set, this is probably not what you want!")
@@ -632,6 +733,8 @@ def get_enrolled_users(ctx: Ctx, args: dict):
         ]
     if groupid:
         found = []  # no groups exist in the emulated site
+    if course.groupmode == 1 and not ctx.can(ACCESS_ALL_GROUPS):
+        found = []  # separate groups: only the caller's groups, and the caller is in none
     if sortby != "id" or sortdir == "DESC":
         fnc, lnc = users.firstname, users.lastname
         keyf = {
@@ -645,6 +748,8 @@ def get_enrolled_users(ctx: Ctx, args: dict):
     limitnumber = max(limitnumber, 0)
     if limitfrom or limitnumber:
         found = found[limitfrom:limitfrom + limitnumber] if limitnumber else found[limitfrom:]
+    # after the LIMIT, user_get_user_details() drops the rows the token may not see: short pages
+    found = [t for t in found if ctx.sees_user(t[0])]
     out = [] if ctx.empty_lists else rows(found, lambda t: enrolled_user(ctx, t[0], t[1], t[2], fields))
     return out, (len(out), fields)
 

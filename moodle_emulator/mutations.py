@@ -7,7 +7,7 @@ import time
 from .dataset import ACTIVE, DELETED, ROLE_BITS, SITE_COURSE_ID, SUSPENDED, SUSPENDED_FLAG, Dataset
 
 OPS = ("remove_course", "hide_course", "set_course_price", "suspend_enrolment", "unenrol", "enrol", "add_user",
-       "remove_user", "set_user_email", "suspend_user")
+       "remove_user", "set_user_email", "suspend_user", "hide_category", "set_group_mode")
 
 
 class MutationError(ValueError):
@@ -58,6 +58,30 @@ def apply_op(ds: Dataset, op: dict) -> dict:
         ds.courses[cid].visible = 0
         _bump(ds, cid)
         return {"op": kind, "course_id": cid}
+    if kind == "hide_category":
+        catid = _int(op, "category_id")
+        if catid not in ds.categories:
+            raise MutationError(f"hide_category: no category with id {catid}")
+        # As Moodle's course_category::hide(): the category, the categories inside it and their
+        # courses become hidden (visibleold keeps what each was).
+        prefix = ds.categories[catid].path + "/"
+        hidden = [c for c in ds.categories.values() if c.id == catid or c.path.startswith(prefix)]
+        for cat in hidden:
+            cat.visibleold, cat.visible = cat.visible, 0
+        ids = {c.id for c in hidden}
+        courses = [c for c in ds.courses.values() if c.categoryid in ids]
+        for course in courses:
+            course.visible = 0
+            _bump(ds, course.id)
+        return {"op": kind, "category_id": catid, "categories": sorted(ids), "courses": sorted(c.id for c in courses)}
+    if kind == "set_group_mode":
+        cid = _course(ds, op)
+        mode = _int(op, "groupmode")
+        if mode not in (0, 1, 2):
+            raise MutationError("set_group_mode: groupmode must be 0 (none), 1 (separate) or 2 (visible)")
+        ds.courses[cid].groupmode = mode
+        _bump(ds, cid)
+        return {"op": kind, "course_id": cid, "groupmode": mode}
     if kind == "set_course_price":
         cid = _course(ds, op)
         if "price" not in op:

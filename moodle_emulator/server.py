@@ -15,7 +15,9 @@ from .dataset import Dataset
 from .encoding import is_large, iter_php_json, php_json_bytes, xml_error, xml_response
 from .errors import WebServiceException
 from .faults import FaultConfig, FaultConfigError, FaultState, retry_after_header
-from .functions import FUNCTIONS, OTHER_KNOWN_FUNCTIONS, SITE_INFO_XML_KEYS, TIERS, Ctx
+from .functions import FUNCTIONS, OTHER_KNOWN_FUNCTIONS, SERVICE_FUNCTIONS, SITE_INFO_XML_KEYS, Ctx
+from .tokens import (AUTHORISED_USERS, EXPIRED, IP_RESTRICTED, NOLOGIN, REQUIRED_CAPABILITY, REST_USE,
+                     SERVICE_DISABLED, SUSPENDED, TokenSpec, as_spec)
 from .mutations import MutationError, apply_ops
 from .params import merge_get_post, parse_php_query, validate
 
@@ -184,8 +186,12 @@ class EmulatorServer:
     >>> with EmulatorServer(scale="demo", seed=42, token="demo-token", port=0) as emu:
     ...     emu.url, emu.token, emu.dataset
 
-    ``tokens`` maps extra tokens to capability tiers ("admin", "manager", "reader"); by
-    default ``token`` is admin and ``token + "-manager"`` / ``token + "-reader"`` exist too.
+    ``tokens`` maps extra tokens to what they may do: a preset name ("admin", "manager",
+    "dedicated", "reader", "plain"), a dict of ``TokenSpec`` fields (``{"preset": "dedicated",
+    "without": ["moodle/user:viewdetails"], "username": "moodlesync"}``) or a ``TokenSpec``
+    (capabilities, site admin, service functions, token/account state). By default ``token`` is
+    admin and ``token + "-manager"`` / ``token + "-reader"`` exist too. ``set_token`` changes or
+    adds one while running; ``set_site`` sets ``hiddenuserfields`` and maintenance mode.
     """
 
     def __init__(self, scale: str = "demo", seed: int = 42, token: str = "demo-token", host: str = "127.0.0.1",
@@ -212,10 +218,14 @@ class EmulatorServer:
             tokens = {token: "admin", token + "-manager": "manager", token + "-reader": "reader"}
         else:
             tokens = {token: "admin", **tokens}
-        for t, tier in tokens.items():
-            if tier not in TIERS:
-                raise ValueError(f"token {t!r}: tier must be one of {TIERS}")
-        self.tokens = tokens
+        self.tokens: dict[str, TokenSpec] = {}
+        for t, value in tokens.items():
+            try:
+                self.tokens[t] = as_spec(value)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"token {t!r}: {e}") from None
+        self.hidden_user_fields: frozenset[str] = frozenset()
+        self.maintenance = False
         self.counters = Counters()
         self.faults = FaultState()
         if rate_limit_rps:
@@ -249,6 +259,8 @@ class EmulatorServer:
         if self._httpd is not None:
             return self
         _ = self.dataset
+        for spec in self.tokens.values():
+            self._account(spec)
         httpd = _HTTPServer((self.host, self._port), _Handler)
         httpd.emulator = self
         self._httpd = httpd
@@ -270,6 +282,8 @@ class EmulatorServer:
     def serve_forever(self) -> None:
         """Serve on the calling thread (used by the CLI)."""
         _ = self.dataset
+        for spec in self.tokens.values():
+            self._account(spec)
         httpd = _HTTPServer((self.host, self._port), _Handler)
         httpd.emulator = self
         self._httpd = httpd
@@ -291,6 +305,32 @@ class EmulatorServer:
 
     def mutate(self, ops: list) -> list:
         return apply_ops(self.dataset, ops)
+
+    def set_token(self, token: str, spec) -> TokenSpec:
+        """Add or change a token (a preset name, a dict of TokenSpec fields or a TokenSpec)."""
+        self.tokens[token] = as_spec(spec)
+        self._account(self.tokens[token])
+        return self.tokens[token]
+
+    def set_site(self, *, hiddenuserfields=None, maintenance=None) -> None:
+        """Site settings: $CFG->hiddenuserfields (e.g. ["email", "lastaccess"]) and maintenance mode."""
+        if hiddenuserfields is not None:
+            self.hidden_user_fields = frozenset(hiddenuserfields)
+        if maintenance is not None:
+            self.maintenance = bool(maintenance)
+
+    def _account(self, spec: TokenSpec) -> int:
+        """The token's account id; an account the dataset lacks is created (auth webservice)."""
+        if spec.username is None:
+            return self.dataset.site.admin_id
+        ds = self.dataset
+        with ds.lock:
+            uid = ds.users.by_username(spec.username)
+            if uid is None:
+                uid = ds.users.add(spec.username, "Moodle", spec.username, f"{spec.username}@example.invalid",
+                                   auth="webservice")
+                ds.touch()
+        return uid
 
     # ------------------------------------------------------------ web service
     def _handle_ws(self, h: _Handler, method: str, query: str, body: bytes) -> None:
@@ -316,7 +356,7 @@ class EmulatorServer:
                 self._slots.acquire()
             c.activate(1)
             try:
-                status, headers, payload, charged = self._moodle(merged, wsfunction, token, cfg)
+                status, headers, payload, charged = self._moodle(merged, wsfunction, token, cfg, h.client_address[0])
                 c.charge(fname, charged)
                 if self.simulate_cost and charged > 0:
                     time.sleep(charged * self.cost_scale / 1000.0)
@@ -392,15 +432,38 @@ class EmulatorServer:
             h.send_raw(200, XML_HEADERS, xml_error(body))
         self.counters.status(200, fault)
 
-    def _moodle(self, merged: dict, wsfunction: str | None, token: str, cfg: FaultConfig):
+    def _authenticate(self, token: str, wsfunction: str | None, client_ip: str) -> tuple[TokenSpec, int]:
+        """The web-service server's checks before any function runs, in Moodle's order: the token
+        (unknown; expired, which deletes it), its IP restriction, the account (suspended, nologin),
+        maintenance mode, webservice/rest:use, then whether the service allows the function."""
+        spec = self.tokens.get(token)
+        if spec is None:
+            raise errors.invalid_token()
+        if spec.state == EXPIRED:
+            del self.tokens[token]  # Moodle deletes the expired token: the next call is invalidtoken
+            raise errors.token_expired()
+        if spec.state == IP_RESTRICTED:
+            raise errors.ip_not_allowed(client_ip)
+        uid = self._account(spec)
+        if spec.state in (SUSPENDED, NOLOGIN):
+            raise errors.user_refused(spec.state, self.dataset.users.username[uid - 1])
+        if self.maintenance and not spec.site_admin:
+            raise errors.site_maintenance()
+        if not spec.can(REST_USE):
+            raise errors.no_rest_use()
+        if wsfunction and spec.state in (SERVICE_DISABLED, AUTHORISED_USERS, REQUIRED_CAPABILITY):
+            raise errors.function_not_allowed(wsfunction)
+        if wsfunction and wsfunction in FUNCTIONS and wsfunction not in (spec.functions or SERVICE_FUNCTIONS):
+            raise errors.function_not_allowed(wsfunction)
+        return spec, uid
+
+    def _moodle(self, merged: dict, wsfunction: str | None, token: str, cfg: FaultConfig, client_ip: str = "127.0.0.1"):
         """What Moodle itself answers: (status, headers, body bytes or chunk iterator, charged ms)."""
         if cfg.webservices_disabled:
             return 403, [("Content-type", "text/html; charset=utf-8")], b"", costmodel.DISABLED_MS
         as_json = merged.get("moodlewsrestformat") == "json"
-        tier = self.tokens.get(token)
         try:
-            if tier is None:
-                raise errors.invalid_token()
+            tspec, uid = self._authenticate(token, wsfunction, client_ip)
             if not wsfunction:
                 raise errors.invalid_parameter("Missing function name")
             spec = FUNCTIONS.get(wsfunction)
@@ -411,7 +474,7 @@ class EmulatorServer:
             desc, handler = spec
             args = {k: v for k, v in merged.items() if k not in RESERVED}
             validated = validate(desc, args)
-            ctx = Ctx(self.dataset, self.url, tier, cfg.empty_lists)
+            ctx = Ctx(self.dataset, self.url, tspec, cfg.empty_lists, uid, self.hidden_user_fields)
             ds = self.dataset
             with ds.lock:
                 result, (rows, fields) = handler(ctx, validated)
@@ -470,11 +533,29 @@ class EmulatorServer:
                 except MutationError as e:
                     raise _BadRequest(str(e)) from None
                 return h.send_json(200, {"ok": True, "applied": len(results), "results": results})
+            if path == "tokens" and method == "POST":
+                data = read_json()
+                if not isinstance(data, dict) or not isinstance(data.get("token"), str):
+                    raise _BadRequest('body must be {"token": "...", "spec": "reader" | {...}}')
+                try:
+                    spec = self.set_token(data["token"], data.get("spec", "admin"))
+                except (TypeError, ValueError) as e:
+                    raise _BadRequest(str(e)) from None
+                return h.send_json(200, {"ok": True, "site_admin": spec.site_admin,
+                                         "capabilities": sorted(spec.capabilities), "state": spec.state})
+            if path == "site" and method == "POST":
+                data = read_json()
+                if not isinstance(data, dict) or set(data) - {"hiddenuserfields", "maintenance"}:
+                    raise _BadRequest('body must be {"hiddenuserfields": [...], "maintenance": bool}')
+                self.set_site(**data)
+                return h.send_json(200, {"ok": True, "hiddenuserfields": sorted(self.hidden_user_fields),
+                                         "maintenance": self.maintenance})
             if path == "health" and method == "GET":
                 return h.send_json(200, {"ok": True, "dataset": self.dataset.name, "url": self.url})
             h.send_json(404, {"error": f"unknown control endpoint {method} /__emulator__/{path}",
                               "endpoints": ["GET counters", "POST counters/reset", "GET dataset", "GET faults",
-                                            "POST faults", "POST mutate", "GET health"]})
+                                            "POST faults", "POST mutate", "POST tokens", "POST site",
+                                            "GET health"]})
         except _BadRequest as e:
             h.send_json(400, {"ok": False, "error": str(e)})
 

@@ -8,17 +8,21 @@ milliseconds.
 
 from __future__ import annotations
 
+import errno
 import http.cookiejar
 import logging
 import math
 import random
 import re
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -28,7 +32,9 @@ from moodle_assets.core.validation import ConfigError, validate_http_url
 from resources.moodle_errors import (
     DEFAULT_RATELIMIT_ERRORCODE_PATTERN,
     DEFAULT_RATELIMIT_MESSAGE_PATTERN,
+    ENDPOINT_PATH,
     MoodleError,
+    MoodleNetworkError,
     MoodleTransientError,
     MoodleUnknownError,
     classify_response,
@@ -40,8 +46,6 @@ from resources.throttle import HostThrottle, default_throttle_dir
 
 # Logged under the public module's name, where operators look for it.
 logger = logging.getLogger("resources.moodle")
-
-ENDPOINT_PATH = "/webservice/rest/server.php"
 
 # Defaults of the client's tunables (their environment variables: moodle_assets.settings).
 DEFAULT_MAX_RETRIES = 3
@@ -512,10 +516,12 @@ class MoodleClient:
         response = None
         body = ""
         try:
+            # Redirects are never followed: requests would re-send the POST as a GET without its
+            # form body, and Moodle would answer "invalid token". classify_response reports them.
             if method == "POST":
-                response = self._session.post(self.endpoint, data=fields, timeout=timeout)
+                response = self._session.post(self.endpoint, data=fields, timeout=timeout, allow_redirects=False)
             else:
-                response = self._session.get(self.endpoint, params=fields, timeout=timeout)
+                response = self._session.get(self.endpoint, params=fields, timeout=timeout, allow_redirects=False)
             # JSON is UTF-8 by definition (RFC 8259) and Moodle omits the charset: decoding
             # ourselves skips requests' charset sniffing over multi-megabyte bodies.
             body = response.content.decode("utf-8", errors="replace")
@@ -541,6 +547,7 @@ class MoodleClient:
             ratelimit_errorcode=self.settings.ratelimit_errorcode,
             ratelimit_message=self.settings.ratelimit_message,
             secrets=(self._token,),
+            location=response.headers.get("Location"),
         )
         response.close()
         if error is None:
@@ -579,9 +586,16 @@ class MoodleClient:
         raise error
 
     def _transport_error(self, exc: requests.RequestException, wsfunction: str) -> MoodleError:
-        detail = scrub(f"{type(exc).__name__}: {exc}", (self._token,))
+        """The typed error for a failure below HTTP. Permanent ones (unknown host, TLS handshake,
+        a refused connection where the other scheme answers) fail at once with a hint; only what
+        can pass (a dropped or refused connection, a timeout) is retried."""
+        detail = scrub(_root_reason(exc), (self._token,))
         if len(detail) > 300:
             detail = detail[:300] + "…"
+        parts = urlsplit(self.settings.url)
+        scheme, host = parts.scheme, parts.hostname or ""
+        port = parts.port or (443 if scheme == "https" else 80)
+        where = f"{host}:{port}"
         if isinstance(exc, requests.exceptions.ReadTimeout):
             return MoodleTransientError(
                 f"no answer within {self.settings.read_timeout_s:g} s ({detail})",
@@ -589,6 +603,50 @@ class MoodleClient:
                 hint="the call is too heavy for the site or it is overloaded: raise MOODLE_HTTP_READ_TIMEOUT_S or "
                 "request fewer rows per call",
                 retryable=False,
+            )
+        if isinstance(exc, requests.exceptions.SSLError):
+            if "CERTIFICATE_VERIFY_FAILED" in detail or "certificate verify failed" in detail.lower():
+                hint = (
+                    f"the certificate of {host} is not trusted here: fix the site's certificate chain, or point "
+                    "REQUESTS_CA_BUNDLE at your CA's certificate file"
+                )
+            elif scheme == "https":
+                hint = (
+                    f"{where} does not speak TLS as expected: if the site is served over plain HTTP, "
+                    f"MOODLE_URL must start with http://, not https://"
+                )
+            else:
+                hint = "check MOODLE_URL's scheme and port"
+            return MoodleNetworkError(f"TLS handshake with {where} failed ({detail})", wsfunction=wsfunction, hint=hint)
+        if isinstance(exc, requests.exceptions.ConnectionError) and _is_name_resolution(exc):
+            return MoodleNetworkError(
+                f"the host name {host!r} does not resolve ({detail})",
+                wsfunction=wsfunction,
+                hint="check the host name in MOODLE_URL (a typo?) and this machine's DNS",
+            )
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return MoodleTransientError(
+                f"no connection to {where} within {self.settings.connect_timeout_s:g} s ({detail})",
+                wsfunction=wsfunction,
+                hint="a firewall may drop the traffic, or the host is down: check MOODLE_URL and that the site is "
+                "reachable from this machine",
+                retryable=True,
+            )
+        if isinstance(exc, requests.exceptions.ConnectionError) and _is_refused(exc):
+            other = _other_scheme(scheme, host, parts.port, self.settings.connect_timeout_s)
+            if other is not None:
+                return MoodleNetworkError(
+                    f"connection to {where} refused ({detail})",
+                    wsfunction=wsfunction,
+                    hint=f"nothing listens on port {port}, but {other} answers: the site speaks "
+                    f"{other.split(':')[0]}, so MOODLE_URL must start with {other.split(':')[0]}://",
+                )
+            return MoodleTransientError(
+                f"connection to {where} refused ({detail})",
+                wsfunction=wsfunction,
+                hint=f"nothing accepts connections on {where}: check the port in MOODLE_URL and that the site's web "
+                "server is running",
+                retryable=True,
             )
         if isinstance(
             exc,
@@ -640,3 +698,64 @@ class MoodleClient:
             self.settings.max_retries,
             wait,
         )
+
+
+# --- telling permanent network failures from passing ones -----------------------------------
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it wraps (requests -> urllib3 MaxRetryError.reason -> OSError...)."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        for nested in (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args):
+            if isinstance(nested, BaseException):
+                stack.append(nested)
+
+
+def _root_reason(exc: BaseException) -> str:
+    """The innermost OS or TLS reason (``[Errno 111] Connection refused``), not requests' and
+    urllib3's layers of wrapping around it; the exception's own text when there is none."""
+    best: BaseException | None = None
+    for cause in _causes(exc):
+        specific = isinstance(cause, (ssl.SSLError, socket.gaierror, ConnectionRefusedError, TimeoutError))
+        if specific or (best is None and isinstance(cause, OSError) and cause.errno is not None):
+            best = cause
+    if best is not None:
+        return str(best) or type(best).__name__
+    text = str(exc)
+    match = re.search(r"\[Errno -?\d+\][^'\")]*", text)
+    return match.group(0).strip() if match else f"{type(exc).__name__}: {text}"
+
+
+def _is_name_resolution(exc: BaseException) -> bool:
+    for cause in _causes(exc):
+        if isinstance(cause, socket.gaierror) or type(cause).__name__ == "NameResolutionError":
+            return True
+    text = str(exc)
+    return "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo failed" in text
+
+
+def _is_refused(exc: BaseException) -> bool:
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
+            return True
+    return "Connection refused" in str(exc) or "[Errno 111]" in str(exc)
+
+
+def _other_scheme(scheme: str, host: str, port: int | None, timeout: float) -> str | None:
+    """When the URL uses its scheme's default port and that port refuses, whether the other
+    scheme's default port accepts a TCP connection ("https:443" / "http:80"), else None."""
+    if port is not None or not host:
+        return None  # an explicit port: a refusal says nothing about the scheme
+    other, other_port = ("http", 80) if scheme == "https" else ("https", 443)
+    try:
+        with socket.create_connection((host, other_port), timeout=min(timeout, 3.0)):
+            return f"{other}:{other_port}"
+    except OSError:
+        return None

@@ -124,6 +124,18 @@ class MoodleAuthenticationError(MoodleError):
     )
 
 
+class MoodleAccountStateError(MoodleAuthenticationError):
+    """The token is valid but its Moodle account cannot open the site: it must change its password,
+    its profile is incomplete, or it has not agreed to the site policy. Site info still works for
+    such an account; most other calls fail, and ``core_course_get_categories`` silently returns []."""
+
+    kind = "account_state"
+    default_hint = (
+        "fix the token's Moodle account (docs/moodle-setup.md step 3): untick 'Force password change', fill in "
+        "first name, last name and email (and any required profile field), and agree to the site policy for it"
+    )
+
+
 class MoodleAccessError(MoodleError):
     """The token is valid but may not do this (function not in the service, capability, context)."""
 
@@ -161,6 +173,25 @@ class MoodleWebServicesDisabledError(MoodleError):
         "enable web services (Site administration > Advanced features > Enable web services) and the REST "
         "protocol (Site administration > Server > Web services > Manage protocols), and check MOODLE_URL"
     )
+
+
+class MoodleSiteUrlError(MoodleError):
+    """The address answers, but not as Moodle's REST endpoint: a redirect, a 404, a login page,
+    XML instead of JSON. Permanent: the configured URL is wrong."""
+
+    kind = "site_url"
+    default_hint = (
+        "set MOODLE_URL to the site's own address exactly as in Moodle's config.php ($CFG->wwwroot): same "
+        "http/https, same host name, same path, no /login/... and no /webservice/rest/server.php"
+    )
+
+
+class MoodleNetworkError(MoodleError):
+    """A network failure that retrying cannot fix: unknown host, TLS handshake failure, a
+    connection refused where the other scheme answers. Never retried."""
+
+    kind = "network"
+    default_hint = "check MOODLE_URL (scheme, host name and port)"
 
 
 class MoodleRateLimitedError(MoodleError):
@@ -205,6 +236,8 @@ class MoodleUnexpectedWarningsError(MoodleError):
 
 # --- classification ------------------------------------------------------------------
 
+ENDPOINT_PATH = "/webservice/rest/server.php"
+
 DEFAULT_RATELIMIT_ERRORCODE_PATTERN = r"(?i)(rate.?limit|too.?many.?requests|throttl|requestlimit)"
 DEFAULT_RATELIMIT_MESSAGE_PATTERN = r"(?i)(rate.?limit|too many requests|throttl)"
 
@@ -216,8 +249,12 @@ _AUTH_CODES = {
     "wsaccessusernologin",
     "wsaccessuserexpired",
     "invalidlogin",
-    "usernotfullysetup",
 }
+# The account behind the token cannot open the site (checked by require_login in each call).
+_ACCOUNT_STATE_CODES = {"forcepasswordchangenotice", "usernotfullysetup", "sitepolicynotagreed"}
+# How those states appear inside another error's message (errorcoursecontextnotvalid wraps them).
+_ACCOUNT_STATE_TEXT = re.compile(r"(?i)forcepasswordchangenotice|not fully set-?up|site policy|sitepolicynotagreed")
+_HTML_TAG = re.compile(r"<[^>]{0,500}>")
 _ACCESS_CODES = {
     "nopermissions",
     "errorcoursecontextnotvalid",
@@ -252,7 +289,8 @@ def error_from_payload(
     exception = str(exception) if exception is not None else None
     errorcode = payload.get("errorcode")
     errorcode = str(errorcode) if errorcode is not None else None
-    message = scrub(str(payload.get("message") or ""), secrets) or "(no message)"
+    # Some messages carry HTML (sitepolicynotagreed has a link): keep the words.
+    message = scrub(_HTML_TAG.sub("", str(payload.get("message") or "")), secrets).strip() or "(no message)"
     debuginfo = payload.get("debuginfo")
     debuginfo = scrub(str(debuginfo), secrets) if debuginfo is not None else None
     cls_name = short_class(exception)
@@ -270,6 +308,8 @@ def error_from_payload(
     if (errorcode and rl_code.search(errorcode)) or rl_msg.search(message):
         return MoodleRateLimitedError(f"rate limited by the site: {message}", **common)
 
+    if code in _ACCOUNT_STATE_CODES or (code == "errorcoursecontextnotvalid" and _ACCOUNT_STATE_TEXT.search(message)):
+        return MoodleAccountStateError(f"the token's Moodle account cannot open the site: {message}", **common)
     if code in _AUTH_CODES:
         return MoodleAuthenticationError(f"authentication failed: {message}", **common)
     if code == "accessexception" or cls_name == "webservice_access_exception":
@@ -277,8 +317,10 @@ def error_from_payload(
         if _TOKEN_EXPIRY.search(detail):
             return MoodleAuthenticationError(f"the token was refused: {message}", **common)
         return MoodleAccessError(
-            f"access denied: {message} (the function is not in the token's external service, the service is "
-            "disabled, or the token's user lacks webservice/rest:use or the function's capability)",
+            f"access denied: {message} (Moodle gives this one answer when the function is not in the token's "
+            "external service, the service is disabled, the token is IP-restricted or expired, or the token's "
+            "user lacks webservice/rest:use)",
+            hint="run `moodle-integration check`: it tells these causes apart; or see docs/moodle-setup.md steps 4-7",
             **common,
         )
     if code == "sitemaintenance":
@@ -367,6 +409,7 @@ def classify_response(
     ratelimit_errorcode: re.Pattern[str] | None = None,
     ratelimit_message: re.Pattern[str] | None = None,
     secrets: Iterable[str] = (),
+    location: str | None = None,
 ) -> tuple[Any, MoodleError | None]:
     """Decode an HTTP answer: ``(data, None)`` on success, ``(None, error)`` otherwise."""
     stripped = body.strip()
@@ -394,6 +437,8 @@ def classify_response(
         return None, err
 
     common: dict[str, Any] = {"wsfunction": wsfunction, "status": status, "retry_after": retry_after}
+    if 300 <= status < 400:
+        return None, redirect_error(status, location, wsfunction)
     if status == 429:
         return None, MoodleRateLimitedError("HTTP 429 Too Many Requests from the site or its proxy", **common)
     if status in (502, 503, 504):
@@ -417,9 +462,16 @@ def classify_response(
             **common,
         )
     if status == 404:
-        return None, MoodleUnknownError(
+        return None, MoodleSiteUrlError(
             "HTTP 404: no web service endpoint at this address",
-            hint="check MOODLE_URL: it must be the site's base URL (the client appends /webservice/rest/server.php)",
+            hint="check MOODLE_URL: it must be the site's base URL as in config.php ($CFG->wwwroot), e.g. "
+            "https://lms.example.edu or https://example.edu/moodle (the client appends /webservice/rest/server.php)",
+            **common,
+        )
+    if status == 400 and _PLAIN_HTTP_TO_TLS.search(stripped[:2000]):
+        return None, MoodleSiteUrlError(
+            "HTTP 400: a plain-HTTP request reached a TLS port",
+            hint="MOODLE_URL must start with https:// for this site",
             **common,
         )
     if status != 200:
@@ -430,6 +482,13 @@ def classify_response(
     if not stripped:
         return None, MoodleTransientError("empty response body (connection cut short?)", **common)
     if _looks_like_html(stripped, content_type):
+        if _MOODLE_PAGE.search(stripped[:50000]):
+            return None, MoodleSiteUrlError(
+                "a web page of the Moodle site (login or front page) came back instead of the web service's JSON",
+                hint="MOODLE_URL must be the site's base URL as in config.php ($CFG->wwwroot), without /login/... "
+                "or any other page: the request ended on a page instead of /webservice/rest/server.php",
+                **common,
+            )
         return None, MoodleTransientError(
             "an HTML page came back instead of JSON (proxy error page, login redirect or PHP error)",
             hint="check MOODLE_URL points at the Moodle site itself; if it does, the site or its proxy served an "
@@ -438,11 +497,38 @@ def classify_response(
             **common,
         )
     if stripped.startswith("<"):
-        return None, MoodleUnknownError(
+        return None, MoodleSiteUrlError(
             "an XML answer came back instead of JSON",
-            hint="the site ignored moodlewsrestformat=json; check MOODLE_URL",
+            hint="the request's parameters did not reach Moodle (a redirect drops them) or the site ignored "
+            "moodlewsrestformat=json; check MOODLE_URL",
             **common,
         )
     if stripped[0] in '[{"' or stripped[0].isdigit():
         return None, MoodleTransientError("truncated or malformed JSON response (connection cut short?)", **common)
     return None, MoodleUnknownError("the response is neither JSON nor a known error page", **common)
+
+
+_PLAIN_HTTP_TO_TLS = re.compile(r"(?i)plain HTTP request was sent to HTTPS port|speaking plain HTTP to an SSL")
+# Markers of a page rendered by Moodle itself (its JavaScript config, its login form).
+_MOODLE_PAGE = re.compile(r'M\.cfg\s*=|(?i:id="login")|(?i:/login/index\.php)')
+
+
+def redirect_error(status: int, location: str | None, wsfunction: str | None) -> MoodleError:
+    """A 3xx from the endpoint. Never followed: requests would re-send a POST as a GET without its
+    form body (Moodle then sees no token). When Moodle redirects to its own address (a MOODLE_URL
+    whose host or scheme differs from ``$CFG->wwwroot``), the hint names the URL to use."""
+    target = scrub(location or "")
+    shown = target if len(target) <= 200 else target[:200] + "…"
+    if target.endswith(ENDPOINT_PATH):
+        base = target[: -len(ENDPOINT_PATH)]
+        return MoodleSiteUrlError(
+            f"HTTP {status}: the site redirects the web service to {shown}",
+            hint=f"set MOODLE_URL={base} (the site's own address, $CFG->wwwroot)",
+            wsfunction=wsfunction,
+            status=status,
+        )
+    return MoodleSiteUrlError(
+        f"HTTP {status}: the address redirects to {shown or '(no Location)'} instead of answering",
+        wsfunction=wsfunction,
+        status=status,
+    )

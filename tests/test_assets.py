@@ -43,9 +43,11 @@ def test_sync_all_records_history_metadata_and_checks(defs, instance):
     runs = {r.target: r for r in SyncHistory(engine()).recent()}
     assert set(runs) == {"COURSE_CATALOG", "USER_DIRECTORY", "ENROLLMENTS"}
     assert all(r.status == "SUCCESS" and r.trigger == "GRAPHQL" and r.dagster_run_id == result.run_id for r in runs.values())
-    assert runs["ENROLLMENTS"].rows_inserted == 22 and runs["ENROLLMENTS"].requests_made == 12
+    assert runs["ENROLLMENTS"].rows_inserted == 22 and runs["ENROLLMENTS"].requests_made == 13  # + site info
+    assert all(r.token_user_id == 2 and r.token_is_site_admin and r.warning is None for r in runs.values())
     meta = materialization(result, "enrollments").metadata
-    assert meta["rows_inserted"].value == 22 and meta["requests"].value == 12
+    assert meta["rows_inserted"].value == 22 and meta["requests"].value == 13
+    assert meta["token_user"].value == "admin (Moodle user id 2, a site administrator)"
     assert meta["sync_run_id"].value == runs["ENROLLMENTS"].id
     checks = {(c.asset_key.to_user_string(), c.check_name): c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {
@@ -53,6 +55,9 @@ def test_sync_all_records_history_metadata_and_checks(defs, instance):
         ("user_directory", "no_rejected_rows"): True,
         ("enrollments", "no_rejected_rows"): True,
         ("enrollments", "no_unmatched_enrollments"): True,
+        ("course_catalog", "token_sees_everything"): True,
+        ("user_directory", "token_sees_everything"): True,
+        ("enrollments", "token_sees_everything"): True,
     }
 
 

@@ -45,9 +45,12 @@ def test_asset_checks_snapshot():
     )
     assert checks == [
         "course_catalog:no_rejected_rows",
+        "course_catalog:token_sees_everything",
         "enrollments:no_rejected_rows",
         "enrollments:no_unmatched_enrollments",
+        "enrollments:token_sees_everything",
         "user_directory:no_rejected_rows",
+        "user_directory:token_sees_everything",
     ]
 
 

@@ -70,6 +70,9 @@ def test_relative_paths_mean_the_working_directory(tmp_path, monkeypatch):
     "env, message",
     [
         ({"MOODLE_URL": "lms.example.edu"}, "MOODLE_URL must be an http:// or https:// URL"),
+        ({"MOODLE_URL": "https://lms.example.edu/moodle/webservice/rest/server.php"},
+         "MOODLE_URL must be the site's base URL (its $CFG->wwwroot), not a page of it: use https://lms.example.edu/moodle"),
+        ({"MOODLE_URL": "https://lms.example.edu/login/index.php"}, "MOODLE_URL must be the site's base URL"),
         ({"DATABASE_URL": "mysql://u:hunter2@db/x"}, "DATABASE_URL must be a SQLAlchemy URL"),
         ({"MOODLE_DEFAULT_CURRENCY": "EURO"}, "MOODLE_DEFAULT_CURRENCY must be a 3-letter"),
         ({"MOODLE_SYNC_CONCURRENCY": "0"}, "MOODLE_SYNC_CONCURRENCY must be greater than or equal to 1"),
@@ -94,3 +97,8 @@ def test_describe_masks_secrets_and_passwords():
     text = repr(shown)
     assert "tok-0123456789" not in text and "cron-0123456789" not in text and "hunter2" not in text
     assert shown["MOODLE_TOKEN"] == "(set)" and shown["DATABASE_URL"].startswith("postgresql://sync:***@")
+
+
+@pytest.mark.parametrize("url", ["https://lms.example.edu/", "https://example.edu/moodle", "http://127.0.0.1:8089"])
+def test_site_urls_are_accepted_without_the_trailing_slash(url):
+    assert load_settings({"MOODLE_URL": url}).moodle_url == url.rstrip("/")

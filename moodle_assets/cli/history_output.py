@@ -19,6 +19,9 @@ def print_runs(history: SyncHistory, *, target: SyncTarget | None = None, limit:
     for r in rows:
         seconds = f"{r.duration_seconds:.1f}" if r.duration_seconds is not None else "-"
         note = r.error or r.skip_reason or (r.dagster_run_id or "")
+        if r.warning and not r.error:
+            first, *more = r.warning.splitlines()
+            note = f"warning: {first}" + (f" (+{len(more)} more)" if more else "")
         if r.status == "RUNNING" and r.worker_pid is not None:
             # Who to look at when it seems stuck.
             note += f" (pid {r.worker_pid} on host {r.worker_host}, last heartbeat {_fmt_time(r.heartbeat_at)})"

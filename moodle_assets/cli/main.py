@@ -1,8 +1,9 @@
 """`moodle-integration`: the command-line interface.
 
 Every subcommand validates the environment first, so a bad setting fails with one line
-naming the variable. Exit codes (`exit_codes.py`): 0 ok, 1 the operation failed, 2 bad usage or
-config, 75 (`sync`) a target was not synced because another live sync holds it.
+naming the variable. Every failure is printed as its cause and its fix, without a Python
+traceback (`--verbose` adds it). Exit codes: `exit_codes.py` (0 ok, 1 failed, 2 usage or config,
+3 check sees less than everything, 75 sync target held by another live sync).
 """
 
 from __future__ import annotations
@@ -36,8 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="moodle-integration",
         description="Keep your database in step with a Moodle site (courses, users, enrollments) through Dagster.",
         epilog=exit_codes.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="on failure, also print the Python traceback and Dagster's log"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser(
+        "check",
+        help="check the Moodle connection: URL, token, service functions, capabilities",
+        description="Check that a full sync can run against MOODLE_URL with MOODLE_TOKEN: one line per check "
+        "(the URL, web services and REST, the token, the site's release, the service's functions, the account, "
+        "and each capability the sync relies on), with the fix for each failure. See docs/moodle-setup.md.",
+        epilog=exit_codes.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("--json", action="store_true", help="print the report as one JSON object (for monitoring)")
 
     db = sub.add_parser(
         "db", help="manage the app database schema", description="Manage the app database schema (Alembic)."
@@ -63,11 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     sync = sub.add_parser(
         "sync",
         help="run a sync now, through Dagster",
-        description="Run a sync now through Dagster (the run shows in the UI), whatever the schedule says.",
-        epilog="exit codes: 0 every target synced; 1 a sync failed; 2 bad usage or configuration; "
-        f"{exit_codes.BUSY} a target was not synced because another live sync holds it (printed as SKIPPED with "
-        "the holder: sync run, Dagster run, host and pid): try again later. A sync whose worker died is closed "
-        "at once and does not block.",
+        description="Run a sync now through Dagster (the run shows in the UI), whatever the schedule says. Prints "
+        "each target's outcome; on failure its cause and fix (the full log stays in the Dagster run).",
+        epilog=exit_codes.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     which = sync.add_mutually_exclusive_group()
     which.add_argument(
@@ -108,7 +123,21 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     emulator.add_argument("emulator_args", nargs=argparse.REMAINDER)
+    # --verbose also after the command (`moodle-integration sync --verbose`, `config show -v`).
+    for name, subparser in sub.choices.items():
+        if name != "emulator":
+            _add_verbose(subparser)
     return parser
+
+
+def _add_verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="print the traceback on failure"
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                _add_verbose(nested)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,18 +147,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_emulator_command(argv[1:])
     args = build_parser().parse_args(argv)
+    settings: Settings | None = None
     try:
         settings = load_settings()
         configure_logging(settings.log_level)
         return _dispatch(args, settings)
     except ConfigError as exc:
+        if args.command == "check":
+            from .check_command import check_config_error
+
+            return check_config_error(None, str(exc), as_json=args.json)
         print(f"configuration error: {exc}", file=sys.stderr)
         return exit_codes.USAGE
     except EmulatorMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exit_codes.USAGE
     except KeyboardInterrupt:
-        return 130
+        return exit_codes.INTERRUPTED
+    except Exception as exc:  # the boundary: a person gets the cause and the fix, not a traceback
+        from .failures import report_exception
+
+        return report_exception(exc, database_url=settings.database_url if settings else None, verbose=args.verbose)
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -166,10 +204,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from ..web.serve import serve
 
         return serve(settings, args.host, args.port, daemon=not args.no_daemon, workspace=args.workspace)
+    if args.command == "check":
+        from .check_command import cli_check
+
+        return cli_check(settings, as_json=args.json)
     if args.command == "sync":
         from .sync_command import cli_sync
 
-        return cli_sync(settings, args.targets or list(SyncTarget), force=args.force)
+        return cli_sync(settings, args.targets or list(SyncTarget), force=args.force, verbose=args.verbose)
     if args.command == "runs":
         from ..history import SyncHistory
         from .history_output import print_runs

@@ -1,9 +1,11 @@
 """`moodle-integration sync`: run targets now, through Dagster, in this process.
 
 The run is recorded in the Dagster instance (so it shows in the UI next to scheduled ones)
-and executes in-process: no daemon is needed, and the exit code says how it went (0 every
-target synced, 1 a sync failed, 2 usage/config, 75 a target was not synced because another
-live sync holds it: see `exit_codes.py`).
+and executes in-process: no daemon is needed, and the exit code says how it went (`exit_codes.py`:
+0 every target synced, 1 a sync failed, 2 usage/config, 75 a target was not synced because
+another live sync holds it). Each target's outcome is one line; a failure adds its cause and
+fix, a success what the token could not see. Dagster's own log (with tracebacks) goes to the
+run's event log, and to the terminal only with `--verbose`.
 
 This process runs the syncs it claims, so it holds their rows' liveness locks from the claim
 on: if it is killed at any point, the next `sync` closes its rows at once ("worker lost") and
@@ -27,12 +29,17 @@ from ..settings import Settings
 from ..store.db import engine_for
 from ..store.migrate import upgrade
 from . import exit_codes
+from .failures import split_cause_fix
 
 UPSTREAM_FAILED = "not run: an upstream target failed in the same Dagster run"
 INTERRUPTED = "interrupted: the sync command was stopped before this target finished"
 
 
-def cli_sync(settings: Settings, targets: Sequence[SyncTarget], *, force: bool = False) -> int:
+# Dagster's console logger only for --verbose; the event log keeps everything either way.
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def cli_sync(settings: Settings, targets: Sequence[SyncTarget], *, force: bool = False, verbose: bool = False) -> int:
     if not settings.moodle_url:
         print(
             "error: MOODLE_URL is not set. Point it at your Moodle site (and set MOODLE_TOKEN); "
@@ -82,6 +89,7 @@ def cli_sync(settings: Settings, targets: Sequence[SyncTarget], *, force: bool =
                     tags=run_tags([o.target for o in launched], SyncTrigger.CLI, force, claims),
                     asset_selection=selection,
                     raise_on_error=False,
+                    run_config=None if verbose else QUIET_RUN_CONFIG,
                 )
             except KeyboardInterrupt:
                 left_open = INTERRUPTED
@@ -106,12 +114,21 @@ def cli_sync(settings: Settings, targets: Sequence[SyncTarget], *, force: bool =
 
 
 def _summary(target: str, row) -> str:
+    """One line per target; a failure adds its cause and fix, a warning what was not seen."""
     if row is None:
         return f"{target:<16} UNKNOWN"
+    who = f" as {row.token_label}" if row.token_label else ""
     if row.status != SyncStatus.SUCCESS:
-        return f"{target:<16} {row.status:<8} {row.error or row.skip_reason or ''}"
-    return (
+        cause, fix = split_cause_fix(row.error or row.skip_reason or "")
+        lines = [f"{target:<16} {row.status:<8} {cause}"]
+        if fix:
+            lines.append(f"{'':<26}fix: {fix}")
+        return "\n".join(lines)
+    text = (
         f"{target:<16} SUCCESS  fetched {row.rows_fetched}, inserted {row.rows_inserted}, updated {row.rows_updated}, "
         f"unchanged {row.rows_unchanged}, deactivated {row.rows_deactivated}, rejected {row.rows_rejected}, "
-        f"unmatched {row.rows_unmatched}; {row.requests_made} requests in {row.duration_seconds:.1f} s"
+        f"unmatched {row.rows_unmatched}; {row.requests_made} requests in {row.duration_seconds:.1f} s{who}"
     )
+    for warning in (row.warning or "").splitlines():
+        text += f"\n{'':<17}warning: {warning}"
+    return text

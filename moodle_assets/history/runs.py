@@ -152,6 +152,18 @@ class RunRow:
     backoff_seconds: float | None
     error: str | None
     skip_reason: str | None
+    token_user_id: int | None = None
+    token_username: str | None = None
+    token_is_site_admin: bool | None = None
+    warning: str | None = None
+
+    @property
+    def token_label(self) -> str | None:
+        """``moodlesync (id 20)`` / ``admin (id 2, site admin)``; None before the token was read."""
+        if self.token_user_id is None:
+            return None
+        admin = ", site admin" if self.token_is_site_admin else ""
+        return f"{self.token_username or '?'} (id {self.token_user_id}{admin})"
 
     @property
     def duration_seconds(self) -> float | None:
@@ -518,6 +530,20 @@ class SyncHistory:
         detail = f": {row.error}" if row.error else ""
         return clip(f"lost ownership: sync run #{owner.run_id} was closed {row.status}{detail}")
 
+    def note_token(self, owner: Ownership, *, user_id: int, username: str | None, is_site_admin: bool) -> bool:
+        """Record who the token is (site info, read at the start of the sync) on the owner's row."""
+        with transaction(self.engine) as session:
+            result = session.execute(
+                update(IntegrationSyncRun)
+                .where(
+                    IntegrationSyncRun.id == owner.run_id,
+                    IntegrationSyncRun.status == SyncStatus.RUNNING.value,
+                    IntegrationSyncRun.worker_token == owner.token,
+                )
+                .values(token_user_id=user_id, token_username=username, token_is_site_admin=is_site_admin)
+            )
+            return rowcount(result) == 1
+
     # --- ending ---------------------------------------------------------------------------------
 
     def finish(
@@ -527,16 +553,19 @@ class SyncHistory:
         *,
         counts: RunCounts | None = None,
         error: str | None = None,
+        warning: str | None = None,
         now: datetime | None = None,
     ) -> bool:
         """Close the owner's RUNNING row as SUCCESS or FAILED; False (nothing written) when the
-        row was closed meanwhile or is held by another worker."""
+        row was closed meanwhile or is held by another worker. `warning`: what the run could not
+        see although it succeeded."""
         if status not in (SyncStatus.SUCCESS, SyncStatus.FAILED):
             raise ValueError(f"a sync finishes SUCCESS or FAILED, not {status}")
         values: dict[str, object] = {
             "status": status.value,
             "finished_at": now or utcnow(),
             "error": clip(redact(error) or "") if error else None,
+            "warning": clip(redact(warning) or "") if warning else None,
         }
         if counts is not None:
             values.update(_count_values(counts))

@@ -21,7 +21,11 @@ Rules (`docs/contracts.md`, "Mapping rules"):
   ``" 42"``, ``"4_2"`` or ``"42.0"``); an integral float (``42.0``) is accepted too.
 * Bool-ish values: ``true``/``false``, ``0``/``1``, ``"0"``/``"1"``, ``"true"``/``"false"``.
 * Optional keys that Moodle omits for lower capability tiers (``visible``, ``idnumber``,
-  ``suspended``, dates...) map to ``None`` = unknown, never to ``False``.
+  ``suspended``, dates, ``email``, ``username``...) map to ``None`` = unknown, never to
+  ``False``, and the field is named in the record's ``withheld`` set, so the store keeps the
+  value it has instead of overwriting it with "empty".
+* The site course (id 1) and the guest account (id 1, ``$CFG->siteguest``) are recognised by
+  id, which every token sees, not by ``format``/``username``, which weaker tokens lose.
 * Human text (course ``fullname``/``shortname``, category ``name``, user ``username``,
   ``firstname``, ``lastname``) is HTML-unescaped (Moodle's ``format_string`` sends
   ``&amp;``) and stripped of surrounding white space. ``summary`` is kept exactly as the
@@ -51,8 +55,9 @@ from .prices import (
     parse_currency,
     parse_price,
 )
-from .records import CategoryRecord, CourseRecord, EnrollmentRecord, UserRecord
+from .records import NOTHING_WITHHELD, CategoryRecord, CourseRecord, EnrollmentRecord, UserRecord
 from .rows import (
+    GUEST_USER_ID,
     GUEST_USERNAME,
     SITE_COURSE_ID,
     is_guest_user,
@@ -65,6 +70,8 @@ from .rows import (
 
 __all__ = [
     "GUEST_USERNAME",
+    "GUEST_USER_ID",
+    "NOTHING_WITHHELD",
     "PRICE_MAX_INTEGER_DIGITS",
     "PRICE_MAX_SCALE",
     "SITE_COURSE_ID",

@@ -210,6 +210,18 @@ def _custom_fields(course: Mapping, mid: int | None) -> list:
     return fields
 
 
+def lists_custom_field(course: Any, shortname: str) -> bool:
+    """Whether a course row's ``customfields`` list has the field ``shortname`` (with any value).
+
+    Moodle lists every course custom field the token may see, with ``null``/``""`` when the
+    course has no value, so an absent field was either not shown to this token (visibility
+    "teachers" without ``moodle/course:update``) or does not exist. Never raises."""
+    fields = course.get("customfields") if isinstance(course, dict) else None
+    if type(fields) is not list:
+        return False
+    return any(isinstance(item, dict) and item.get("shortname") == shortname for item in fields)
+
+
 def extract_course_price(
     course: Any,
     price_field: str = "price",

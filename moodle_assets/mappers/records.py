@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,12 +12,22 @@ from typing import Any
 # --------------------------------------------------------------------------------------
 
 
+#: No field withheld: every value in the record is what Moodle sent.
+NOTHING_WITHHELD: frozenset[str] = frozenset()
+
+
 class _Record:
+    """Every record has ``withheld``: the names of its fields whose Moodle key was absent from
+    the row. Moodle leaves a key out when the token may not see it (a missing capability, a
+    hidden user field) as well as, for a few keys, when the value is empty; the mappers put a
+    field here only when its absence may mean "not shown to this token". Such a field is
+    ``None`` in the record and means *unknown*: the store keeps what it already has."""
+
     __slots__ = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """Column name -> value, shallow (cheaper than ``dataclasses.asdict``)."""
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}  # type: ignore[attr-defined]
+        """Column name -> value, shallow (cheaper than ``dataclasses.asdict``); ``withheld`` left out."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "withheld"}  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +43,7 @@ class CategoryRecord(_Record):
     is_visible: bool | None  # None when Moodle omits `visible` (capability tier)
     is_active: bool
     synced_at: datetime
+    withheld: frozenset[str] = field(default=NOTHING_WITHHELD, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +70,7 @@ class CourseRecord(_Record):
     currency: str | None
     is_active: bool
     synced_at: datetime
+    withheld: frozenset[str] = field(default=NOTHING_WITHHELD, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,7 @@ class UserRecord(_Record):
     last_access_at: datetime | None
     is_active: bool
     synced_at: datetime
+    withheld: frozenset[str] = field(default=NOTHING_WITHHELD, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,3 +107,4 @@ class EnrollmentRecord(_Record):
     roles: str | None  # sorted unique shortnames joined by ","; None when none
     last_access_at: datetime | None  # from lastcourseaccess; 0 (never) -> None
     synced_at: datetime
+    withheld: frozenset[str] = field(default=NOTHING_WITHHELD, compare=False)

@@ -23,13 +23,16 @@ from .fields import (
     _to_int,
     _ts,
 )
-from .prices import extract_course_price
-from .records import CategoryRecord, CourseRecord, EnrollmentRecord, UserRecord
+from .prices import extract_course_price, lists_custom_field
+from .records import NOTHING_WITHHELD, CategoryRecord, CourseRecord, EnrollmentRecord, UserRecord
 
 #: Moodle's SITEID: the front-page "course" that every site has. Not a catalog course.
 SITE_COURSE_ID = 1
 #: Username of Moodle's built-in guest account. Never synced.
 GUEST_USERNAME = "guest"
+#: Id of the guest account ($CFG->siteguest): Moodle's installer creates it first, so it is 1.
+#: Recognised by id because a token without moodle/user:viewalldetails never sees its username.
+GUEST_USER_ID = 1
 
 # --------------------------------------------------------------------------------------
 # Row mappers
@@ -44,8 +47,16 @@ def is_site_course(row: Any) -> bool:
 
 
 def is_guest_user(row: Any) -> bool:
-    """True for Moodle's guest account (username ``guest``). Never raises."""
-    return isinstance(row, dict) and row.get("username") == GUEST_USERNAME
+    """True for Moodle's guest account: id 1 (``$CFG->siteguest``) or username ``guest``. Never raises."""
+    if not isinstance(row, dict):
+        return False
+    return _to_int(row.get("id")) == GUEST_USER_ID or row.get("username") == GUEST_USERNAME
+
+
+def _absent(row: Mapping, keys: dict[str, str]) -> frozenset[str]:
+    """Record fields whose Moodle key (``keys``: record field -> row key) is missing from the row."""
+    missing = [name for name, key in keys.items() if key not in row]
+    return frozenset(missing) if missing else NOTHING_WITHHELD
 
 
 _PATH = re.compile(r"(?:/[1-9][0-9]{0,18})+", re.ASCII)
@@ -57,7 +68,7 @@ def map_moodle_category_row(row: Any, *, synced_at: datetime | None = None) -> C
     ``parent`` 0 becomes ``None``; ``path``, ``depth`` and ``sortorder`` are Moodle's own
     and required (they are always returned); ``path`` must look like ``/2/3`` and end
     with the category's own id. ``visible`` needs ``moodle/category:manage``: ``None``
-    when absent.
+    and withheld when absent.
     """
     when = _synced_at(synced_at)
     mid = _require_row(row, "category")
@@ -88,7 +99,21 @@ def map_moodle_category_row(row: Any, *, synced_at: datetime | None = None) -> C
         _opt_bool(row, "visible", mid),
         True,
         when,
+        _absent(row, _CATEGORY_OPTIONAL),
     )
+
+
+_CATEGORY_OPTIONAL = {"is_visible": "visible"}
+# Course keys a token may not be shown: the "enter the course" set (course:view), idnumber
+# (course:update); summary is public but checked all the same. An empty idnumber is sent as "".
+_COURSE_OPTIONAL = {
+    "summary": "summary",
+    "summary_format": "summaryformat",
+    "id_number": "idnumber",
+    "is_visible": "visible",
+    "start_at": "startdate",
+    "end_at": "enddate",
+}
 
 
 def map_moodle_course_row(
@@ -104,8 +129,10 @@ def map_moodle_course_row(
     The category comes from ``categoryid`` (``category`` in ``core_enrol_get_users_courses``
     rows); 0 or absent is ``None``. ``summary`` is kept as the HTML Moodle sends, with its
     ``summaryformat`` recorded in ``summary_format``. ``visible``, ``idnumber`` and the
-    dates are capability-dependent: ``None`` when absent (unknown, not false/empty).
-    Price and currency: see :func:`extract_course_price`.
+    dates are capability-dependent: ``None`` and withheld when absent (unknown, not
+    false/empty). Price and currency: see :func:`extract_course_price`; both are withheld when
+    the row's ``customfields`` do not list the price field (Moodle lists every field the token
+    may see, empty ones included).
     """
     when = _synced_at(synced_at)
     mid = _require_row(row, "course")
@@ -117,6 +144,11 @@ def map_moodle_course_row(
     category_id = None if category is None else _int(category, "categoryid", mid)
     summary = _raw_text(row, "summary", mid)
     price, currency = extract_course_price(row, price_field, currency_field, default_currency)
+    withheld = _absent(row, _COURSE_OPTIONAL)
+    if "categoryid" not in row and "category" not in row:
+        withheld |= {"moodle_category_id"}
+    if not lists_custom_field(row, price_field):
+        withheld |= {"price", "currency"}
     return CourseRecord(
         mid,
         category_id or None,
@@ -132,6 +164,7 @@ def map_moodle_course_row(
         currency,
         True,
         when,
+        withheld,
     )
 
 
@@ -150,11 +183,20 @@ def map_moodle_user_row(row: Any, *, synced_at: datetime | None = None) -> UserR
     ``core_enrol_get_enrolled_users`` rows (which never carry ``suspended``: ``None``).
     ``email`` is trimmed and lower-cased, ``None`` when empty or absent; ``lastaccess`` 0
     is ``None``. Names and username are HTML-unescaped and stripped.
+
+    Withheld (absent = not shown to this token, see ``UserRecord``): ``email`` (Moodle sends
+    ``""`` for an empty one), ``username``, the names, ``suspended`` and ``lastaccess``.
+    ``idnumber`` is also left out when it is empty, so its absence means "empty" only in a
+    row that shows ``username``: both need ``moodle/user:viewalldetails`` (or the row is the
+    token's own account).
     """
     when = _synced_at(synced_at)
     mid = _require_row(row, "user")
-    if row.get("username") == GUEST_USERNAME:
+    if mid == GUEST_USER_ID or row.get("username") == GUEST_USERNAME:
         raise GuestUserExcluded(mid, "Moodle guest account, not synced")
+    withheld = _absent(row, _USER_OPTIONAL)
+    if "idnumber" not in row and "username" not in row:
+        withheld |= {"id_number"}
     return UserRecord(
         mid,
         _email(row, mid),
@@ -166,7 +208,19 @@ def map_moodle_user_row(row: Any, *, synced_at: datetime | None = None) -> UserR
         _ts(row, "lastaccess", mid),
         True,
         when,
+        withheld,
     )
+
+
+_USER_OPTIONAL = {
+    "email": "email",
+    "username": "username",
+    "first_name": "firstname",
+    "last_name": "lastname",
+    "is_suspended": "suspended",
+    "last_access_at": "lastaccess",
+}
+_ENROLLMENT_OPTIONAL = {"roles": "roles", "last_access_at": "lastcourseaccess"}
 
 
 def _roles(row: Mapping, mid: int | None) -> str | None:
@@ -217,8 +271,9 @@ def map_moodle_enrollment_row(
     ``is_active`` is the caller's knowledge (the user is listed with ``onlyactive=1``);
     a suspended *account* does not make an enrollment inactive. ``roles`` are the sorted,
     de-duplicated role shortnames joined by ``,`` (``None`` when none or absent);
-    ``lastcourseaccess`` 0 (never) is ``None``. Site-course participants (everyone, with no
-    roles) raise SiteCourseExcluded and the guest account GuestUserExcluded.
+    ``lastcourseaccess`` 0 (never) is ``None``; it is withheld when absent (a site that hides
+    "last access" from the token), as are ``roles``. Site-course participants (everyone, with no
+    roles) raise SiteCourseExcluded and the guest account (by id) GuestUserExcluded.
 
     Bad keyword arguments are caller bugs and raise ``ValueError``/``TypeError``.
     """
@@ -228,7 +283,7 @@ def map_moodle_enrollment_row(
     mid = _require_row(row, "enrolled user")
     if course_id == SITE_COURSE_ID:
         raise SiteCourseExcluded(mid, "participant of the Moodle site course, not an enrollment")
-    if row.get("username") == GUEST_USERNAME:
+    if mid == GUEST_USER_ID or row.get("username") == GUEST_USERNAME:
         raise GuestUserExcluded(mid, "Moodle guest account, not synced")
     return EnrollmentRecord(
         mid,
@@ -237,4 +292,5 @@ def map_moodle_enrollment_row(
         _roles(row, mid),
         _ts(row, "lastcourseaccess", mid),
         when,
+        _absent(row, _ENROLLMENT_OPTIONAL),
     )

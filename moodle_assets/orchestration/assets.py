@@ -50,7 +50,7 @@ from ..core.targets import (
     SyncTrigger,
 )
 from ..history import LostOwnership, Ownership, SyncHistory
-from ..sync.engine import SYNC_FUNCTIONS, SyncControl, SyncOutcome, SyncStopped
+from ..sync.engine import SYNC_FUNCTIONS, SyncControl, SyncOutcome, SyncStopped, prepare_access
 from ..sync.fetch import MoodleFetcher
 from .launch import claimed_run_ids
 from .resources import SyncOptionsResource
@@ -58,6 +58,7 @@ from .run_state import dead_run_reporter, run_state_checker
 
 CHECK_NO_REJECTED = "no_rejected_rows"
 CHECK_NO_UNMATCHED = "no_unmatched_enrollments"
+CHECK_SEES_EVERYTHING = "token_sees_everything"
 
 
 class _Heartbeat:
@@ -174,6 +175,7 @@ def run_target(
     )
     before = client.snapshot()
     started = time.monotonic()
+    engine = app_db.engine()
     try:
         with _Heartbeat(history, owner) as beat:
             control = SyncControl(
@@ -181,7 +183,17 @@ def run_target(
                 begin_apply=lambda session: history.fence(owner, session, final=False),
                 fence=lambda session: history.fence(owner, session, final=True),
             )
-            outcome: SyncOutcome = SYNC_FUNCTIONS[target](fetcher, app_db.engine(), options, control)
+            # Who the token is and what it can see, before anything else: recorded on the run
+            # row even when the sync then fails.
+            access = prepare_access(fetcher, engine, target)
+            history.note_token(
+                owner,
+                user_id=access.identity.user_id,
+                username=access.identity.username,
+                is_site_admin=access.identity.is_site_admin,
+            )
+            context.log.info(f"{target.value}: the token is {access.identity.describe()}")
+            outcome: SyncOutcome = SYNC_FUNCTIONS[target](fetcher, engine, options, control, access)
     except Exception as exc:
         metrics = _metric_delta(before, client.snapshot())
         counts = RunCounts(
@@ -206,12 +218,15 @@ def run_target(
     counts = outcome.counts
     counts.requests, counts.retries = metrics["requests"], metrics["retries"]
     counts.responses_429, counts.backoff_seconds = metrics["responses_429"], metrics["backoff_seconds"]
-    if not history.finish(owner, SyncStatus.SUCCESS, counts=counts):
+    warning = "\n".join(outcome.warnings) or None
+    if not history.finish(owner, SyncStatus.SUCCESS, counts=counts, warning=warning):
         history.note_after_close(owner, f"{_worker()} was still alive and committed its changes before it noticed")
         raise Failure(description=f"{target.value}: lost ownership of sync run #{owner.run_id} before it finished")
     duration = time.monotonic() - started
     for rejected_id, reason in outcome.rejected[:10]:
         context.log.warning(f"rejected Moodle row {rejected_id}: {reason}")
+    for text in outcome.warnings:
+        context.log.warning(text)
 
     metadata: dict[str, Any] = {
         "sync_run_id": owner.run_id,
@@ -233,6 +248,12 @@ def run_target(
         "requests_by_function": MetadataValue.json(metrics["requests_by_function"]),
         "details": MetadataValue.json(outcome.details),
     }
+    if outcome.access is not None:
+        identity = outcome.access.identity
+        metadata["token_user"] = identity.describe()
+        metadata["moodle_release"] = identity.release
+    if outcome.warnings:
+        metadata["warnings"] = MetadataValue.json(outcome.warnings)
     if outcome.rejected:
         metadata["rejected_sample"] = MetadataValue.json(
             [{"moodle_id": i, "reason": r} for i, r in outcome.rejected[:20]]
@@ -249,6 +270,14 @@ def run_target(
         if counts.rejected == 0
         else f"{counts.rejected} Moodle rows were rejected; see rejected_sample",
     )
+    yield AssetCheckResult(
+        asset_key=asset_key,
+        check_name=CHECK_SEES_EVERYTHING,
+        passed=not outcome.warnings,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"warnings": len(outcome.warnings)},
+        description=None if not outcome.warnings else " ".join(outcome.warnings)[:1000],
+    )
     if target is SyncTarget.ENROLLMENTS:
         yield AssetCheckResult(
             asset_key=asset_key,
@@ -264,7 +293,14 @@ def run_target(
 
 def _checks(target: SyncTarget) -> list[AssetCheckSpec]:
     asset_name = TARGET_SPECS[target].asset_name
-    specs = [AssetCheckSpec(CHECK_NO_REJECTED, asset=asset_name, description="every Moodle row mapped")]
+    specs = [
+        AssetCheckSpec(CHECK_NO_REJECTED, asset=asset_name, description="every Moodle row mapped"),
+        AssetCheckSpec(
+            CHECK_SEES_EVERYTHING,
+            asset=asset_name,
+            description="the token saw every row and field (nothing kept only because it could not see it)",
+        ),
+    ]
     if target is SyncTarget.ENROLLMENTS:
         specs.append(
             AssetCheckSpec(

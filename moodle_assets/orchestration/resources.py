@@ -22,6 +22,7 @@ class SyncOptionsResource(ConfigurableResource):
     user_batch_size: int = Field(default=_DEFAULTS.user_batch_size)
     max_deactivate_fraction: float = Field(default=_DEFAULTS.max_deactivate_fraction)
     deactivation_guard_min_rows: int = Field(default=_DEFAULTS.deactivation_guard_min_rows)
+    max_unreadable_course_fraction: float = Field(default=_DEFAULTS.max_unreadable_course_fraction)
 
     def options(self) -> SyncOptions:
         return SyncOptions(**{name: getattr(self, name) for name in SyncOptions.__dataclass_fields__})

@@ -220,6 +220,15 @@ class Settings(BaseModel):
         ge=0,
         group="Sync",
     )
+    max_unreadable_course_fraction: float = _var(
+        _SYNC.max_unreadable_course_fraction,
+        "MOODLE_SYNC_MAX_UNREADABLE_COURSE_FRACTION",
+        "ENROLLMENTS fails (nothing written) when more than this share of the catalog's courses refuse to show "
+        "their participants to the token; a smaller share succeeds with a warning, those courses left as they were",
+        ge=0,
+        le=1,
+        group="Sync",
+    )
     heartbeat_timeout_seconds: int = _var(
         DEFAULT_HEARTBEAT_TIMEOUT_S,
         "MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS",
@@ -381,6 +390,23 @@ class Settings(BaseModel):
 
     def secrets(self) -> list[str]:
         return [v for v in (self.moodle_token, self.sync_secret, self.web_token, self.web_signing_key) if v]
+
+    def moodle_client_options(self) -> dict[str, object]:
+        """The Moodle client's tunables (`resources.moodle_client.ClientSettings` keyword arguments)."""
+        return {
+            "max_retries": self.max_retries,
+            "base_delay_ms": self.base_delay_ms,
+            "max_delay_ms": self.max_delay_ms,
+            "requests_per_second": self.requests_per_second,
+            "throttle_burst": self.throttle_burst,
+            "retry_after_cap_ms": self.retry_after_cap_ms,
+            "connect_timeout_s": self.connect_timeout_s,
+            "read_timeout_s": self.read_timeout_s,
+            "pool_size": self.pool_size,
+            "throttle_dir": str(self.throttle_dir) if self.throttle_dir else None,
+            "ratelimit_errorcode_pattern": self.ratelimit_errorcode_pattern,
+            "ratelimit_message_pattern": self.ratelimit_message_pattern,
+        }
 
     def describe(self) -> dict[str, str]:
         """What an operator may see: every variable with its value, secrets only as set/unset."""

@@ -89,3 +89,75 @@ def transaction(engine: Engine) -> Iterator[Session]:
     factory = sessionmaker(engine, expire_on_commit=False)
     with factory() as session, session.begin():
         yield session
+
+
+# --- telling a person what is wrong with the app database --------------------------------------
+
+
+def shown_url(url: str) -> str:
+    """The URL as a person may see it: the password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(an unparsable DATABASE_URL)"
+
+
+def _sqlite_reason(database: str) -> tuple[str, str]:
+    path = Path(database).expanduser()
+    directory = path.parent
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not directory.exists():
+        return (
+            f"the directory {directory} does not exist and cannot be created ({probe} is not writable)",
+            "create it, or point DATABASE_URL / MOODLE_INTEGRATION_DATA_DIR at a writable place",
+        )
+    import os
+
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"the file {path} is read-only", "make it writable for this user, or use another DATABASE_URL"
+    if not os.access(directory, os.W_OK):
+        return (
+            f"the directory {directory} is read-only (SQLite writes its journal beside the file)",
+            "make it writable for this user, or point DATABASE_URL / MOODLE_INTEGRATION_DATA_DIR elsewhere",
+        )
+    return "", ""
+
+
+def explain_database_error(url: str, exc: BaseException) -> tuple[str, str]:
+    """(cause, fix) for an error reaching or writing the app database: the URL (password masked)
+    or SQLite path, and why (unreachable, refused login, missing database, read-only, missing
+    directory). Never the password."""
+    parsed = None
+    try:
+        parsed = make_url(normalize_url(url))
+    except Exception:
+        pass
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        where = f"SQLite database {database}"
+        if database and database != ":memory:":
+            reason, fix = _sqlite_reason(database)
+            if reason:
+                return f"cannot write the {where}: {reason}", fix
+        if "readonly" in text.replace(" ", "").lower() or "read-only" in text.lower():
+            return f"the {where} is read-only ({text})", "make the file and its directory writable for this user"
+        return f"the {where} failed: {text}", "check the path in DATABASE_URL / MOODLE_INTEGRATION_DATA_DIR"
+    where = f"app database {shown_url(url)}"
+    lowered = text.lower()
+    if "could not translate host name" in lowered or "name or service not known" in lowered:
+        return f"the {where} is unreachable: its host name does not resolve", "check the host in DATABASE_URL"
+    if "connection refused" in lowered or "could not connect" in lowered or "timeout expired" in lowered:
+        return (
+            f"the {where} is unreachable: {text}",
+            "check that the database server runs and accepts connections from this machine (host, port, firewall)",
+        )
+    if "password authentication failed" in lowered or "authentication failed" in lowered:
+        return f"the {where} refused the login: {text}", "check the user and password in DATABASE_URL"
+    if "does not exist" in lowered and "database" in lowered:
+        return f"the {where} does not exist: {text}", "create the database (CREATE DATABASE ...) or fix its name"
+    if "read-only" in lowered or "permission denied" in lowered:
+        return f"the {where} cannot be written: {text}", "grant this user write access, or use another database"
+    return f"the {where} failed: {text}", "check DATABASE_URL and the database server's log"

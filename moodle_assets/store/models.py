@@ -116,6 +116,11 @@ class IntegrationSyncRun(Base):
     backoff_seconds: Mapped[float | None] = mapped_column(Numeric(12, 3, asdecimal=False))
     error: Mapped[str | None] = mapped_column(Text)
     skip_reason: Mapped[str | None] = mapped_column(Text)
+    # Who the token was (Moodle site info at the start of the sync) and what it could not see.
+    token_user_id: Mapped[int | None] = mapped_column(BigInteger)
+    token_username: Mapped[str | None] = mapped_column(Text)
+    token_is_site_admin: Mapped[bool | None] = mapped_column(Boolean)
+    warning: Mapped[str | None] = mapped_column(Text)
 
 
 class CourseCategory(Base):

@@ -4,8 +4,11 @@ Each `apply_*` function runs inside the caller's transaction (one per target) an
 - inserts rows new to the store, updates rows whose values changed, and leaves identical rows
   untouched: a re-sync with nothing changed in Moodle writes nothing at all (`synced_at` is
   the time a sync last *wrote* the row, not the time it was last seen);
+- never overwrites a stored value with a field Moodle left out: a record's `withheld` fields
+  (not shown to this token) are neither compared nor written, and are NULL only on insert;
 - marks rows that disappeared from Moodle `is_active = false` (never deletes), only within the
-  scope the caller says was fetched completely;
+  scope the caller says was fetched completely, and only when the caller says the token could
+  have seen them (`deactivate=False` keeps them and counts them in `kept_unseen`);
 - refuses, through `DeactivationGuard`, to deactivate more than a set share of the active
   rows in one run, so a Moodle permission glitch that returns empty lists cannot wipe a table.
 """
@@ -83,6 +86,8 @@ class ApplyResult:
     deactivated: int = 0
     rejected: list[tuple[int | None, str]] = field(default_factory=list)
     unmatched: int = 0
+    # Active rows Moodle did not list, kept active because the token could not have seen them.
+    kept_unseen: int = 0
 
     def add(self, other: ApplyResult) -> ApplyResult:
         self.inserted += other.inserted
@@ -91,7 +96,14 @@ class ApplyResult:
         self.deactivated += other.deactivated
         self.rejected.extend(other.rejected)
         self.unmatched += other.unmatched
+        self.kept_unseen += other.kept_unseen
         return self
+
+
+def known_values(record: Any, fields: Sequence[str]) -> dict[str, Any]:
+    """The record's values for `fields`, without those Moodle did not show (its `withheld` set)."""
+    withheld = getattr(record, "withheld", ())
+    return {f: getattr(record, f) for f in fields if f not in withheld}
 
 
 def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
@@ -115,6 +127,16 @@ def _insert_rows(session: Session, model: Any, rows: Sequence[Mapping[str, Any]]
         session.execute(model.__table__.insert(), group)
 
 
+def _update_rows(session: Session, model: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Bulk UPDATE by primary key, one statement per set of columns (rows that leave withheld
+    fields out have fewer)."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    for group in groups.values():
+        session.execute(update(model), group)
+
+
 def _same(old: Any, new: Any) -> bool:
     # Decimal('49.9000') == Decimal('49.90'); aware datetimes compare by instant.
     return old == new and (old is None) == (new is None)
@@ -134,11 +156,13 @@ def _diff_keyed(
 ) -> tuple[ApplyResult, list[int], int]:
     """Insert/update `desired` (key -> column values) against the rows in `scope`.
 
+    A field missing from a key's values was not shown to the token: it is left out of the
+    comparison and of the UPDATE (the stored value stays), and is NULL on INSERT.
+
     Returns the result, the ids of active rows in scope that Moodle no longer has (not yet
     deactivated: the caller applies the guard first), and the number of active rows in scope.
     Keys in `keep` (rows Moodle still lists but that were rejected as malformed) are never
-    counted as gone: a bad row leaves the stored one as it was. `keep=None` with
-    `complete=False`-style callers can pass every key to disable deactivation.
+    counted as gone: a bad row leaves the stored one as it was.
     """
     keep_keys = set(keep or ())
     key_col = getattr(model, key_name)
@@ -153,23 +177,24 @@ def _diff_keyed(
     for key, values in desired.items():
         row = existing.get(key)
         if row is None:
-            record = {key_name: key, **values, "is_active": values.get("is_active", True), "synced_at": now}
+            record = {key_name: key, **dict.fromkeys(fields), **values}
+            record.update(is_active=values.get("is_active", True), synced_at=now)
             if insert_extra:
                 record.update(insert_extra)
             inserts.append(record)
             continue
         wanted_active = values.get("is_active", True)
-        changed = row[2] != wanted_active or any(not _same(row[3 + i], values[f]) for i, f in enumerate(fields))
+        known = [(i, f) for i, f in enumerate(fields) if f in values]
+        changed = row[2] != wanted_active or any(not _same(row[3 + i], values[f]) for i, f in known)
         if changed:
             updates.append(
-                {"id": row[0], **{f: values[f] for f in fields}, "is_active": wanted_active, "synced_at": now}
+                {"id": row[0], **{f: values[f] for _, f in known}, "is_active": wanted_active, "synced_at": now}
             )
         else:
             result.unchanged += 1
     if inserts:
         _insert_rows(session, model, inserts)
-    if updates:
-        session.execute(update(model), updates)
+    _update_rows(session, model, updates)
     result.inserted = len(inserts)
     result.updated = len(updates)
     active_in_scope = sum(1 for row in existing.values() if row[2])
@@ -186,15 +211,46 @@ def _deactivate(session: Session, model: Any, ids: Sequence[int], now: datetime)
 # --- categories -----------------------------------------------------------------------------
 
 
+def _deactivate_or_keep(
+    session: Session,
+    model: Any,
+    label: str,
+    result: ApplyResult,
+    gone: Sequence[int],
+    active: int,
+    *,
+    now: datetime,
+    guard: DeactivationGuard,
+    deactivate: bool,
+) -> list[int]:
+    """Deactivate `gone` (after the guard), or, when the token could not have seen them, keep
+    them and count them. Returns the ids deactivated."""
+    if not deactivate:
+        result.kept_unseen = len(gone)
+        return []
+    guard.check(label, len(gone), active)
+    result.deactivated = _deactivate(session, model, gone, now)
+    return list(gone)
+
+
 def apply_categories(
-    session: Session, records: Sequence[Any], *, now: datetime, guard: DeactivationGuard, keep: Iterable[int] = ()
+    session: Session,
+    records: Sequence[Any],
+    *,
+    now: datetime,
+    guard: DeactivationGuard,
+    keep: Iterable[int] = (),
+    deactivate: bool = True,
 ) -> ApplyResult:
-    desired = {r.moodle_category_id: {f: getattr(r, f) for f in CATEGORY_FIELDS} for r in records}
+    """Upsert categories; deactivate those Moodle no longer lists, if `deactivate` (the token
+    sees hidden categories: otherwise a missing one may only have been hidden)."""
+    desired = {r.moodle_category_id: known_values(r, CATEGORY_FIELDS) for r in records}
     result, gone, active = _diff_keyed(
         session, CourseCategory, "moodle_category_id", CATEGORY_FIELDS, desired, now=now, keep=keep
     )
-    guard.check("categories", len(gone), active)
-    result.deactivated = _deactivate(session, CourseCategory, gone, now)
+    _deactivate_or_keep(
+        session, CourseCategory, "categories", result, gone, active, now=now, guard=guard, deactivate=deactivate
+    )
     return result
 
 
@@ -206,24 +262,33 @@ def category_ids(session: Session) -> dict[int, int]:
 
 
 def apply_courses(
-    session: Session, records: Sequence[Any], *, now: datetime, guard: DeactivationGuard, keep: Iterable[int] = ()
+    session: Session,
+    records: Sequence[Any],
+    *,
+    now: datetime,
+    guard: DeactivationGuard,
+    keep: Iterable[int] = (),
+    deactivate: bool = True,
 ) -> tuple[ApplyResult, int]:
-    """Upsert courses; deactivate courses gone from Moodle and their enrollments.
+    """Upsert courses; deactivate courses gone from Moodle and their enrollments, if
+    `deactivate` (the token demonstrably sees every course, hidden ones included).
 
     Returns the result and the number of enrollments deactivated with their course.
     """
     categories = category_ids(session)
     desired: dict[int, dict[str, Any]] = {}
     for r in records:
-        values = {f: getattr(r, f) for f in COURSE_FIELDS if f != "category_id"}
-        values["category_id"] = categories.get(r.moodle_category_id) if r.moodle_category_id is not None else None
+        values = known_values(r, [f for f in COURSE_FIELDS if f != "category_id"])
+        if "moodle_category_id" in values:
+            values["category_id"] = categories.get(r.moodle_category_id) if r.moodle_category_id is not None else None
         desired[r.moodle_course_id] = values
     result, gone, active = _diff_keyed(
         session, CourseCatalog, "moodle_course_id", COURSE_FIELDS, desired, now=now, keep=keep
     )
-    guard.check("courses", len(gone), active)
-    result.deactivated = _deactivate(session, CourseCatalog, gone, now)
-    enrollments_closed = deactivate_enrollments_of_courses(session, gone, now=now)
+    closed = _deactivate_or_keep(
+        session, CourseCatalog, "courses", result, gone, active, now=now, guard=guard, deactivate=deactivate
+    )
+    enrollments_closed = deactivate_enrollments_of_courses(session, closed, now=now)
     return result, enrollments_closed
 
 
@@ -250,6 +315,7 @@ def apply_users(
     now: datetime,
     guard: DeactivationGuard,
     listed: Iterable[int] | None = None,
+    deactivate: bool = True,
 ) -> ApplyResult:
     """Upsert users keyed on the Moodle id; link a local user by email; never merge two Moodle ids.
 
@@ -259,7 +325,9 @@ def apply_users(
     - An email that belongs to another Moodle id (locally, and not being released in this
       batch) rejects the row with that reason.
     - A user is deactivated only when Moodle no longer lists its id (`listed`): a row that was
-      rejected, or not returned by id, keeps its stored values.
+      rejected, or not returned by id, keeps its stored values; and only if `deactivate` (the
+      token sees every user: without moodle/user:viewdetails Moodle lists only teachers).
+    - A field Moodle did not show (the record's `withheld`) keeps its stored value.
     """
     rows = session.execute(
         select(
@@ -286,7 +354,7 @@ def apply_users(
     email_changes: list[int] = []
     claimed: dict[str, int] = {}
     for r in records:
-        values = {f: getattr(r, f) for f in USER_FIELDS}
+        values = known_values(r, USER_FIELDS)
         current = by_moodle.get(r.moodle_user_id)
         if r.email is not None:
             holder = by_email.get(r.email)
@@ -336,9 +404,9 @@ def apply_users(
             inserts.append(r)
             continue
         old = current._mapping
-        changed = not old["is_active"] or any(not _same(old[f], values[f]) for f in USER_FIELDS)
+        changed = not old["is_active"] or any(not _same(old[f], v) for f, v in values.items())
         if changed:
-            if old["email"] != values["email"]:
+            if "email" in values and old["email"] != values["email"]:
                 email_changes.append(current.id)
             updates.append({"id": current.id, **values, "is_active": True, "synced_at": now})
         else:
@@ -348,12 +416,14 @@ def apply_users(
         row.id for m, row in by_moodle.items() if row.is_active and m not in seen and row.moodle_user_id is not None
     ]
     active = sum(1 for row in rows if row.is_active and row.moodle_user_id is not None)
-    guard.check("users", len(gone), active)
+    if deactivate:
+        guard.check("users", len(gone), active)
+    else:
+        result.kept_unseen, gone = len(gone), []
     # Free the old emails first so swaps within one batch do not trip the unique constraint.
     for chunk in _chunks(email_changes):
         session.execute(update(User).where(User.id.in_(chunk)).values(email=None))
-    if updates:
-        session.execute(update(User), updates)
+    _update_rows(session, User, updates)
     for chunk in _chunks(inserts, INSERT_CHUNK):
         _insert_rows(
             session,
@@ -399,11 +469,13 @@ def apply_course_enrollments(
     now: datetime,
     scope: EnrollmentScope,
     keep_moodle_users: Iterable[int] = (),
+    deactivate: bool = True,
 ) -> ApplyResult:
     """Upsert one course's enrollment snapshot; collect (not yet apply) what disappeared.
 
     `keep_moodle_users`: users whose rows were rejected in this course; their stored
-    enrollment is left as it was.
+    enrollment is left as it was. `deactivate=False`: the token could not see every participant
+    (no moodle/user:viewdetails or moodle/site:accessallgroups), so nothing missing is "gone".
     """
     desired: dict[int, dict[str, Any]] = {}
     keep = {users[m] for m in keep_moodle_users if m in users}
@@ -413,7 +485,7 @@ def apply_course_enrollments(
         if user_id is None:
             unmatched += 1
             continue
-        desired[user_id] = {f: getattr(r, f) for f in ENROLLMENT_FIELDS}
+        desired[user_id] = known_values(r, ENROLLMENT_FIELDS)
     result, gone, active = _diff_keyed(
         session,
         UserCourseEnrollment,
@@ -426,8 +498,11 @@ def apply_course_enrollments(
         keep=keep,
     )
     result.unmatched = unmatched
-    scope.gone_ids.extend(gone)
-    scope.active_before += active
+    if deactivate:
+        scope.gone_ids.extend(gone)
+        scope.active_before += active
+    else:
+        result.kept_unseen = len(gone)
     return result
 
 

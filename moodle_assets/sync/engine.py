@@ -30,7 +30,12 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from resources.moodle_errors import MoodleAccessError, MoodleMissingRecordError
+from resources.moodle_errors import (
+    MoodleAccessError,
+    MoodleAccountStateError,
+    MoodleError,
+    MoodleMissingRecordError,
+)
 
 from .. import mappers
 from ..core.clock import utcnow
@@ -38,6 +43,7 @@ from ..core.counts import RunCounts
 from ..core.targets import SyncTarget
 from ..store import upserts
 from ..store.db import transaction
+from .access import CoursesRefused, TokenAccess, capability_for, read_access
 from .fetch import MoodleFetcher
 from .options import SyncOptions
 
@@ -90,6 +96,14 @@ class SyncOutcome:
     rejected: list[tuple[int | None, str]] = field(default_factory=list)
     skipped: int = 0
     details: dict[str, Any] = field(default_factory=dict)
+    # Who the token was and what it could see (site info + probes at the start).
+    access: TokenAccess | None = None
+    # What a person should know although the run succeeded: rows kept because the token could
+    # not see them, fields it was not shown, courses that refused it. Shown in the history row.
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, text: str) -> None:
+        self.warnings.append(text)
 
     def reject(self, items: list[tuple[int | None, str]]) -> None:
         self.counts.rejected += len(items)
@@ -120,17 +134,119 @@ def _listed_ids(batch: mappers.MappedBatch) -> set[int]:
     return {r.moodle_id for r in batch.rejected + batch.skipped_rows if r.moodle_id is not None}
 
 
+# The capability behind each field a token may not be shown (docs/moodle-setup.md §4).
+_FIELD_CAPABILITY = {
+    ("users", "username"): "moodle/user:viewalldetails",
+    ("users", "id_number"): "moodle/user:viewalldetails",
+    ("users", "email"): "moodle/site:viewuseridentity",
+    ("users", "first_name"): "moodle/site:viewfullnames",
+    ("users", "last_name"): "moodle/site:viewfullnames",
+    ("users", "is_suspended"): "moodle/user:viewhiddendetails",
+    ("users", "last_access_at"): "moodle/user:viewhiddendetails",
+    ("courses", "id_number"): "moodle/course:update",
+    ("courses", "is_visible"): "moodle/course:view",
+    ("courses", "start_at"): "moodle/course:view",
+    ("courses", "end_at"): "moodle/course:view",
+    ("courses", "price"): "moodle/course:update, or the price field's visibility 'Everyone'",
+    ("categories", "is_visible"): "moodle/category:manage",
+    ("enrollments", "last_access_at"): "moodle/course:viewhiddenuserfields",
+}
+
+
+def _withheld_counts(records: Iterator[Any] | list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for record in records:
+        for name in record.withheld:
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _warn_withheld(outcome: SyncOutcome, table: str, counts: dict[str, int]) -> None:
+    """One warning per table naming the fields Moodle did not show this token (stored values kept)."""
+    if not counts:
+        return
+    outcome.details[f"{table}_fields_not_shown"] = dict(sorted(counts.items()))
+    parts = []
+    for name, n in sorted(counts.items()):
+        if table == "courses" and name in ("summary", "summary_format", "moodle_category_id", "currency"):
+            continue
+        capability = _FIELD_CAPABILITY.get((table, name))
+        parts.append(f"{name} of {n}" + (f" ({capability})" if capability else ""))
+    if parts:
+        outcome.warn(f"{table}: Moodle did not show this token " + ", ".join(parts) + "; the stored values were kept")
+
+
+def _rows_listed_in_categories(course_rows: list[Any]) -> int:
+    return sum(
+        1
+        for row in course_rows
+        if isinstance(row, dict) and not mappers.is_site_course(row) and row.get("id") is not None
+    )
+
+
+def _course_count(category_rows: list[Any]) -> int:
+    """Courses the categories hold, hidden ones included (Moodle's stored `coursecount`)."""
+    total = 0
+    for row in category_rows:
+        count = row.get("coursecount") if isinstance(row, dict) else None
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            total += count
+    return total
+
+
+def _check_account_can_open_the_site(category_rows: list[Any], course_rows: list[Any]) -> None:
+    """No categories while courses sit in categories: Moodle skipped every category because the
+    token's account cannot open the site (forced password change, incomplete profile, site
+    policy). Its course list is then public-only too: nothing of it may be written."""
+    if category_rows:
+        return
+    in_categories = [
+        row
+        for row in course_rows
+        if isinstance(row, dict) and isinstance(row.get("categoryid"), int) and row["categoryid"] > 0
+    ]
+    if in_categories:
+        raise MoodleAccountStateError(
+            f"Moodle listed no categories although {len(in_categories)} courses are in categories: the token's "
+            "account cannot open the site (forced password change, incomplete profile or site policy not agreed); "
+            "nothing was written",
+            wsfunction="core_course_get_categories",
+        )
+
+
 # --- COURSE_CATALOG -------------------------------------------------------------------------
 
 
+def prepare_access(fetcher: MoodleFetcher, engine: Engine, target: SyncTarget) -> TokenAccess:
+    """Who the token is and what it can see, for `target` (site info + the probes its rules need).
+
+    ENROLLMENTS asks the all-groups question in the first catalog courses (one that lets the token
+    in answers it)."""
+    if target is not SyncTarget.ENROLLMENTS:
+        return read_access(fetcher.client, target)
+    with transaction(engine) as session:
+        courses = upserts.active_courses(session)
+    return read_access(fetcher.client, target, probe_course_ids=[moodle_id for _local, moodle_id in courses])
+
+
 def sync_course_catalog(
-    fetcher: MoodleFetcher, engine: Engine, options: SyncOptions, control: SyncControl = NO_CONTROL
+    fetcher: MoodleFetcher,
+    engine: Engine,
+    options: SyncOptions,
+    control: SyncControl = NO_CONTROL,
+    access: TokenAccess | None = None,
 ) -> SyncOutcome:
-    outcome = SyncOutcome()
+    """Categories and courses. Deactivation rule (docs in README "What lands in the database"):
+    a category Moodle no longer lists is deactivated only if the token sees hidden categories; a
+    course only if the token sees every course (a site administrator, or hidden categories seen
+    and the categories' course counts, which include hidden courses, all accounted for)."""
+    access = access or prepare_access(fetcher, engine, SyncTarget.COURSE_CATALOG)
+    outcome = SyncOutcome(access=access)
     now = utcnow()
     category_rows = fetcher.categories()
     control.check()
     course_rows = fetcher.courses()
+    _check_account_can_open_the_site(category_rows, course_rows)
     categories = mappers.map_rows(mappers.map_moodle_category_row, category_rows, synced_at=now)
     courses = mappers.map_rows(
         mappers.map_moodle_course_row,
@@ -143,25 +259,51 @@ def sync_course_catalog(
     outcome.counts.fetched = categories.fetched + courses.fetched
     outcome.skipped = categories.skipped + courses.skipped
     outcome.reject(_rejections(categories) + _rejections(courses))
+    admin = access.identity.is_site_admin
+    sees_hidden_categories = admin or access.visibility.hidden_categories is True
+    unseen_courses = max(0, _course_count(category_rows) - _rows_listed_in_categories(course_rows))
+    sees_every_course = admin or (sees_hidden_categories and unseen_courses == 0)
     guard = _guard(options)
     with control.apply(engine) as session:
         cat_result = upserts.apply_categories(
-            session, categories.records, now=now, guard=guard, keep=_listed_ids(categories)
+            session,
+            categories.records,
+            now=now,
+            guard=guard,
+            keep=_listed_ids(categories),
+            deactivate=sees_hidden_categories,
         )
         course_result, enrollments_closed = upserts.apply_courses(
-            session, courses.records, now=now, guard=guard, keep=_listed_ids(courses)
+            session, courses.records, now=now, guard=guard, keep=_listed_ids(courses), deactivate=sees_every_course
         )
     outcome.apply(cat_result)
     outcome.apply(course_result)
+    if not sees_hidden_categories and cat_result.kept_unseen:
+        outcome.warn(
+            f"categories: {cat_result.kept_unseen} stored categories were not listed and were kept active: this "
+            "token cannot see hidden categories (moodle/category:viewhiddencategories), so they may only be hidden"
+        )
+    if not sees_every_course and (unseen_courses or course_result.kept_unseen):
+        if unseen_courses:
+            why = f"{unseen_courses} courses exist that this token cannot see (hidden: moodle/course:viewhiddencourses)"
+        else:
+            why = "this token cannot see hidden categories, so it cannot tell whether it sees every course"
+        kept = course_result.kept_unseen
+        outcome.warn(f"courses: {why}" + (f"; {kept} stored courses not listed were kept active" if kept else ""))
+    _warn_withheld(outcome, "categories", _withheld_counts(categories.records))
+    _warn_withheld(outcome, "courses", _withheld_counts(courses.records))
     outcome.details.update(
         categories_fetched=categories.fetched,
         categories_inserted=cat_result.inserted,
         categories_updated=cat_result.updated,
         categories_deactivated=cat_result.deactivated,
+        categories_kept_unseen=cat_result.kept_unseen,
         courses_fetched=courses.fetched,
         courses_inserted=course_result.inserted,
         courses_updated=course_result.updated,
         courses_deactivated=course_result.deactivated,
+        courses_kept_unseen=course_result.kept_unseen,
+        courses_not_visible_to_token=unseen_courses,
         courses_with_price=sum(1 for c in courses.records if c.price is not None),
         enrollments_deactivated_with_course=enrollments_closed,
         site_course_skipped=courses.skipped,
@@ -200,11 +342,28 @@ def _user_rows(fetcher: MoodleFetcher, ids: list[int], concurrency: int, control
 
 
 def sync_user_directory(
-    fetcher: MoodleFetcher, engine: Engine, options: SyncOptions, control: SyncControl = NO_CONTROL
+    fetcher: MoodleFetcher,
+    engine: Engine,
+    options: SyncOptions,
+    control: SyncControl = NO_CONTROL,
+    access: TokenAccess | None = None,
 ) -> SyncOutcome:
-    outcome = SyncOutcome()
+    """Users. Deactivation rule: a user whose id Moodle no longer lists is deactivated only if the
+    token sees every user (a site administrator, or moodle/user:viewdetails, proven by the guest
+    probe): without it Moodle lists only teachers and the token's own account."""
+    access = access or prepare_access(fetcher, engine, SyncTarget.USER_DIRECTORY)
+    outcome = SyncOutcome(access=access)
     now = utcnow()
-    ids = fetcher.user_ids()
+    try:
+        ids = fetcher.user_ids()
+    except MoodleAccessError as exc:
+        if exc.errorcode == "nopermissions":
+            exc.hint = (
+                "listing every user (the site course's participants) needs moodle/course:enrolreview (or "
+                "moodle/site:viewparticipants) in the token user's role at system level (docs/moodle-setup.md step 4)"
+            )
+            exc.args = (exc._render(),)
+        raise
     control.check()
     # Streamed: each batch is mapped as it arrives and its raw rows dropped, so only the compact
     # records stay in memory (raw rows were ~3 KB/user: 418 MB peak at 100k users).
@@ -218,10 +377,25 @@ def sync_user_directory(
     # longer lists are deactivated.
     returned = {r.moodle_user_id for r in users.records} | _listed_ids(users)
     missing = [i for i in ids if i not in returned]
+    sees_every_user = access.identity.is_site_admin or access.visibility.all_users is True
     with control.apply(engine) as session:
-        result = upserts.apply_users(session, users.records, now=now, guard=_guard(options), listed=ids)
+        result = upserts.apply_users(
+            session, users.records, now=now, guard=_guard(options), listed=ids, deactivate=sees_every_user
+        )
     outcome.apply(result)
-    outcome.details.update(user_ids_listed=len(ids), users_missing_by_id=len(missing), guest_skipped=users.skipped)
+    if not sees_every_user:
+        outcome.warn(
+            f"users: Moodle listed {len(ids)} users to this token, which cannot see every user "
+            f"(moodle/user:viewdetails: only teachers and its own account are listed); {result.kept_unseen} stored "
+            "users not listed were kept active"
+        )
+    _warn_withheld(outcome, "users", _withheld_counts(users.records))
+    outcome.details.update(
+        user_ids_listed=len(ids),
+        users_missing_by_id=len(missing),
+        guest_skipped=users.skipped,
+        users_kept_unseen=result.kept_unseen,
+    )
     return outcome
 
 
@@ -239,12 +413,12 @@ class _Staging:
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute(
             "CREATE TABLE enrolment (course_id INTEGER, moodle_course_id INTEGER, moodle_user_id INTEGER,"
-            " is_active INTEGER, roles TEXT, last_access REAL)"
+            " is_active INTEGER, roles TEXT, last_access REAL, withheld TEXT)"
         )
 
     def add(self, course_id: int, records: list[mappers.EnrollmentRecord]) -> None:
         self.db.executemany(
-            "INSERT INTO enrolment VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO enrolment VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     course_id,
@@ -253,14 +427,16 @@ class _Staging:
                     int(r.is_active),
                     r.roles,
                     r.last_access_at.timestamp() if r.last_access_at else None,
+                    ",".join(sorted(r.withheld)) or None,
                 )
                 for r in records
             ],
         )
 
     def course(self, course_id: int, synced_at: datetime) -> Iterator[mappers.EnrollmentRecord]:
-        for moodle_course_id, moodle_user_id, is_active, roles, last_access in self.db.execute(
-            "SELECT moodle_course_id, moodle_user_id, is_active, roles, last_access FROM enrolment WHERE course_id = ?",
+        for moodle_course_id, moodle_user_id, is_active, roles, last_access, withheld in self.db.execute(
+            "SELECT moodle_course_id, moodle_user_id, is_active, roles, last_access, withheld FROM enrolment"
+            " WHERE course_id = ?",
             (course_id,),
         ):
             yield mappers.EnrollmentRecord(
@@ -270,7 +446,17 @@ class _Staging:
                 roles=roles,
                 last_access_at=datetime.fromtimestamp(last_access, UTC) if last_access is not None else None,
                 synced_at=synced_at,
+                withheld=frozenset(withheld.split(",")) if withheld else mappers.NOTHING_WITHHELD,
             )
+
+    def withheld_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for withheld, n in self.db.execute(
+            "SELECT withheld, COUNT(*) FROM enrolment WHERE withheld IS NOT NULL GROUP BY withheld"
+        ):
+            for name in withheld.split(","):
+                counts[name] = counts.get(name, 0) + n
+        return counts
 
     def finish_writes(self) -> None:
         self.db.execute("CREATE INDEX enrolment_course ON enrolment (course_id)")
@@ -311,19 +497,61 @@ def _map_course(
     return records, _rejections(active) + _rejections(inactive), active.fetched + inactive.fetched
 
 
+def _refused(outcome: SyncOutcome, refused: dict[int, MoodleError], courses: int, options: SyncOptions) -> None:
+    """Fail the run (before anything is written) when too many courses refused the token; warn
+    when some did. A refused course is a failure of that course's scope: its enrolments stay."""
+    if not refused:
+        return
+    by_fix: dict[str, list[int]] = {}
+    for moodle_id, exc in sorted(refused.items()):
+        by_fix.setdefault(capability_for(exc), []).append(moodle_id)
+    reasons = "; ".join(
+        f"{len(ids)} need {fix} (courses {', '.join(map(str, ids[:5]))}{'…' if len(ids) > 5 else ''})"
+        for fix, ids in by_fix.items()
+    )
+    outcome.details["courses_refused_reasons"] = {
+        str(k): str(v.errorcode or v.kind) for k, v in list(refused.items())[:20]
+    }
+    share = len(refused) / courses if courses else 1.0
+    if share > options.max_unreadable_course_fraction:
+        raise CoursesRefused(
+            f"{len(refused)} of {courses} courses refused to show their participants to this token ({reasons}); "
+            f"more than the {options.max_unreadable_course_fraction:.0%} allowed "
+            "(MOODLE_SYNC_MAX_UNREADABLE_COURSE_FRACTION), so nothing was written",
+            hint="give the token's user the named capabilities at system level (docs/moodle-setup.md step 4), then "
+            "run `moodle-integration check`",
+        )
+    outcome.warn(
+        f"enrollments: {len(refused)} of {courses} courses refused to show their participants ({reasons}); their "
+        "stored enrollments were kept as they were"
+    )
+
+
 def sync_enrollments(
     fetcher: MoodleFetcher,
     engine: Engine,
     options: SyncOptions,
     control: SyncControl = NO_CONTROL,
+    access: TokenAccess | None = None,
     *,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SyncOutcome:
-    outcome = SyncOutcome()
+    """Enrollments of every active catalog course. Rules: a course whose participants the token
+    may not read is a failure of that course's scope (its enrollments stay; too many such courses
+    fail the run, see `_refused`); within a course read in full, an enrollment Moodle no longer
+    lists is deactivated only if the token sees every participant (a site administrator, or
+    moodle/user:viewdetails and moodle/site:accessallgroups, both proven by probes)."""
+    access = access or prepare_access(fetcher, engine, SyncTarget.ENROLLMENTS)
+    outcome = SyncOutcome(access=access)
     now = utcnow()
     with transaction(engine) as session:
         courses = upserts.active_courses(session)
-    skipped_courses: dict[int, str] = {}
+    visibility = access.visibility
+    sees_every_participant = access.identity.is_site_admin or (
+        visibility.all_users is True and visibility.all_groups is True
+    )
+    refused: dict[int, MoodleError] = {}
+    vanished: set[int] = set()
     skipped_deactivation: set[int] = set()
     kept: dict[int, list[int]] = {}
     with _staging() as staging:
@@ -347,10 +575,16 @@ def sync_enrollments(
                     local_id, moodle_id = pending.pop(future)
                     try:
                         records, rejects, fetched = future.result()
-                    except (MoodleAccessError, MoodleMissingRecordError) as exc:
-                        # This course cannot be read (gone since the catalog sync, or no
-                        # permission): keep its enrolments as they are, deactivate nothing.
-                        skipped_courses[moodle_id] = f"{exc.__class__.__name__}: {exc.errorcode or exc}"
+                    except MoodleMissingRecordError:
+                        # Gone since the catalog sync: the next catalog sync deactivates it.
+                        vanished.add(moodle_id)
+                        continue
+                    except MoodleAccessError as exc:
+                        if isinstance(exc, MoodleAccountStateError):
+                            for other in pending:
+                                other.cancel()
+                            raise
+                        refused[moodle_id] = exc  # this course's scope failed: keep its enrolments
                         continue
                     except BaseException:
                         for other in pending:
@@ -367,12 +601,14 @@ def sync_enrollments(
                     done += 1
                     if on_progress:
                         on_progress(done, len(courses))
+        _refused(outcome, refused, len(courses), options)
         staging.finish_writes()
         scope = upserts.EnrollmentScope()
+        kept_unseen = 0
         with control.apply(engine) as session:
             users = upserts.user_ids(session)
             for local_id, moodle_id in courses:
-                if moodle_id in skipped_courses:
+                if moodle_id in refused or moodle_id in vanished:
                     continue
                 keep = kept.get(moodle_id, [])
                 if moodle_id in skipped_deactivation:
@@ -385,19 +621,36 @@ def sync_enrollments(
                     now=now,
                     scope=scope,
                     keep_moodle_users=keep,
+                    deactivate=sees_every_participant,
                 )
+                kept_unseen += result.kept_unseen
                 outcome.apply(result)
             outcome.counts.deactivated += upserts.finish_enrollments(session, scope, now=now, guard=_guard(options))
             outcome.counts.deactivated += upserts.deactivate_enrollments_of_inactive_courses(session, now=now)
+        if not sees_every_participant and kept_unseen:
+            missing = [
+                cap
+                for cap, seen in (
+                    ("moodle/user:viewdetails", visibility.all_users),
+                    ("moodle/site:accessallgroups", visibility.all_groups),
+                )
+                if seen is not True
+            ]
+            outcome.warn(
+                f"enrollments: {kept_unseen} stored enrollments were not listed and were kept active: this token "
+                f"may not see every participant ({' and '.join(missing)} not proven)"
+            )
+        _warn_withheld(outcome, "enrollments", staging.withheld_counts())
     outcome.details.update(
-        courses_synced=len(courses) - len(skipped_courses),
-        courses_skipped=len(skipped_courses),
-        courses_skipped_reasons={str(k): v for k, v in list(skipped_courses.items())[:20]},
+        courses_synced=len(courses) - len(refused) - len(vanished),
+        courses_refused=len(refused),
+        courses_gone_since_catalog=len(vanished),
+        enrollments_kept_unseen=kept_unseen,
     )
     return outcome
 
 
-SYNC_FUNCTIONS: dict[SyncTarget, Callable[[MoodleFetcher, Engine, SyncOptions, SyncControl], SyncOutcome]] = {
+SYNC_FUNCTIONS: dict[SyncTarget, Callable[..., SyncOutcome]] = {
     SyncTarget.COURSE_CATALOG: sync_course_catalog,
     SyncTarget.USER_DIRECTORY: sync_user_directory,
     SyncTarget.ENROLLMENTS: sync_enrollments,

@@ -22,3 +22,7 @@ class SyncOptions:
     user_batch_size: int = 500
     max_deactivate_fraction: float = 0.25
     deactivation_guard_min_rows: int = 10
+    # ENROLLMENTS: a run in which more than this share of the catalog's courses refuse to show
+    # their participants to the token fails (nothing written); a smaller share succeeds with a
+    # warning, those courses' enrolments kept as they were.
+    max_unreadable_course_fraction: float = 0.1

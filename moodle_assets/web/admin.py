@@ -11,6 +11,7 @@ Routes (each answers 405 for other methods):
 - `GET  /dashboard/admin/integration`
 - `POST /dashboard/admin/integration/{TARGET}/settings`  fields: `enabled` (checkbox "on"), `frequency_minutes`
 - `POST /dashboard/admin/integration/{TARGET}/run`
+- `POST /dashboard/admin/integration/connection/check` (the "Moodle connection" panel, connection.py)
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from .common import (
     read_body,
     render,
 )
+from .connection import check_route, connection_view
 from .launcher import launch_targets
 from .security import (
     CSRF_COOKIE,
@@ -154,7 +156,7 @@ def run_view(row: RunRow, now: datetime, dagster_status: str | None) -> RunView:
             ("deactivated", row.rows_deactivated or 0),
             ("rejected", row.rows_rejected or 0),
         ]
-    message = row.error or row.skip_reason
+    message = row.error or row.skip_reason or (f"warning: {row.warning}" if row.warning else None)
     if row.status == SyncStatus.RUNNING and row.worker_pid is not None:
         # Who is working on it, for whoever wonders whether it is stuck.
         beat = relative(row.heartbeat_at, now) if row.heartbeat_at else "never"
@@ -311,11 +313,13 @@ def _page(webserver, request: Request, *, status_code=200, flash=None, errors=No
     current = webserver.settings
     with webserver.request_context(request) as context:
         panels = build_panels(webserver.history, context.instance, errors, values)
+    connection = connection_view(webserver, relative)
     moodle_host = urlsplit(current.moodle_url).netloc if current.moodle_url else None
     response = render(
         "admin.html",
         status_code=status_code,
         panels=panels,
+        connection=connection,
         flash=flash,
         csrf_field=CSRF_FIELD,
         csrf_token=token,
@@ -455,4 +459,11 @@ def admin_routes(webserver) -> list:
         Route(ADMIN_PATH + "/", lambda request: RedirectResponse(ADMIN_PATH, status_code=308)),
         any_method_route(ADMIN_PATH + "/{target}/settings", save_settings, name="moodle-admin-settings"),
         any_method_route(ADMIN_PATH + "/{target}/run", run_now, name="moodle-admin-run"),
+        check_route(
+            webserver,
+            admin_path=ADMIN_PATH,
+            check_csrf=check_csrf,
+            read_form=read_form,
+            flash_redirect=flash_redirect,
+        ),
     ]

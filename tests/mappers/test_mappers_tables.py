@@ -420,10 +420,65 @@ def test_is_site_course(row, site):
 @pytest.mark.parametrize(
     ("row", "guest"),
     [({"id": 1, "username": "guest"}, True), ({"id": 3, "username": "guesthouse"}, False),
-     ({"id": 1}, False), ("guest", False), (None, False)],
+     ({"id": 1}, True),  # by id: a token without user:viewalldetails never sees the username
+     ({"id": "1", "firstname": "Guest user"}, True), ({"id": 2}, False), ("guest", False), (None, False)],
 )
 def test_is_guest_user(row, guest):
     assert is_guest_user(row) is guest
+
+
+# ------------------------------------------------------------ withheld: "cannot see" is not "empty"
+
+
+@pytest.mark.parametrize(
+    ("row", "withheld"),
+    [
+        (user(), set()),
+        (user(email=""), set()),  # Moodle sends "" for an empty email: known, empty
+        (user(email=DROP), {"email"}),
+        (user(suspended=DROP, lastaccess=DROP), {"is_suspended", "last_access_at"}),
+        (user(username=DROP, firstname=DROP, lastname=DROP), {"username", "first_name", "last_name"}),
+        # idnumber absent beside a username: the token sees idnumbers, this one is empty
+        (user(idnumber=DROP), set()),
+        # idnumber absent and no username: no user:viewalldetails, so it may be hidden
+        (user(idnumber=DROP, username=DROP), {"id_number", "username"}),
+    ],
+)
+def test_user_fields_moodle_leaves_out_are_withheld(row, withheld):
+    assert set(map_moodle_user_row(row, synced_at=T).withheld) == withheld
+
+
+@pytest.mark.parametrize(
+    ("row", "withheld"),
+    [
+        (course(), set()),
+        (course(idnumber=""), set()),  # an empty course idnumber is sent as ""
+        (course(idnumber=DROP), {"id_number"}),  # no course:update
+        (course(visible=DROP, startdate=DROP, enddate=DROP), {"is_visible", "start_at", "end_at"}),  # no course:view
+        (course(customfields=DROP), {"price", "currency"}),
+        (course(customfields=[{"shortname": "currency", "valueraw": "EUR"}]), {"price", "currency"}),
+        (course(customfields=[{"shortname": "price", "type": "number", "valueraw": None}]), set()),  # listed, empty
+        (course(summary=DROP, summaryformat=DROP), {"summary", "summary_format"}),
+    ],
+)
+def test_course_fields_moodle_leaves_out_are_withheld(row, withheld):
+    assert set(map_moodle_course_row(row, synced_at=T).withheld) == withheld
+
+
+def test_category_visibility_and_enrolment_fields_can_be_withheld():
+    assert map_moodle_category_row(category(visible=DROP), synced_at=T).withheld == {"is_visible"}
+    assert map_moodle_category_row(category(), synced_at=T).withheld == frozenset()
+    row = enrolled(lastcourseaccess=DROP)
+    record = map_moodle_enrollment_row(row, moodle_course_id=2, is_active=True, synced_at=T)
+    assert record.withheld == {"last_access_at"} and record.roles == "student"
+
+
+def test_guest_is_recognised_by_id_without_a_username():
+    """A token without moodle/user:viewalldetails gets the guest row without `username`."""
+    with pytest.raises(GuestUserExcluded):
+        map_moodle_user_row({"id": 1, "firstname": "Guest user", "lastname": " ", "email": "root@localhost"})
+    with pytest.raises(GuestUserExcluded):
+        map_moodle_enrollment_row({"id": 1}, moodle_course_id=2, is_active=True)
 
 
 # ------------------------------------------------------------ batches and records
@@ -480,7 +535,7 @@ def test_records_are_frozen_comparable_and_exportable():
     assert record == map_moodle_course_row(course(), synced_at=T)
     assert hash(record) == hash(map_moodle_course_row(course(), synced_at=T))
     data = record.as_dict()
-    assert list(data) == list(CourseRecord.__dataclass_fields__)
+    assert list(data) == [f for f in CourseRecord.__dataclass_fields__ if f != "withheld"]
     assert data["price"] == Decimal(10) and data["currency"] == "EUR" and data["is_active"] is True
     assert not hasattr(record, "__dict__")
     assert isinstance(map_moodle_category_row(category(), synced_at=T), CategoryRecord)

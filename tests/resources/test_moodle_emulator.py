@@ -92,7 +92,7 @@ def test_moodle_errors(client, wsfunction, params, cls, code_prefix):
 
 
 def test_function_not_in_service_is_access(client):
-    with pytest.raises(MoodleAccessError, match="add the function to the token's external service") as info:
+    with pytest.raises(MoodleAccessError, match="not in the token's external service") as info:
         client.webservice_post("core_course_search_courses", {"criterianame": "search", "criteriavalue": "x"})
     assert info.value.errorcode == "accessexception" and info.value.exception == "webservice_access_exception"
 

@@ -19,6 +19,7 @@ from resources.moodle import (
     MoodleMissingRecordError,
     MoodleRateLimitedError,
     MoodleResource,
+    MoodleSiteUrlError,
     MoodleTransientError,
     MoodleUnexpectedWarningsError,
     MoodleUnknownError,
@@ -43,7 +44,7 @@ def expected_class(fx: dict):
     try:
         data = json.loads(body)
     except ValueError:
-        return MoodleUnknownError  # XML (no moodlewsrestformat)
+        return MoodleSiteUrlError  # XML (no moodlewsrestformat: the parameters did not arrive)
     if isinstance(data, dict) and "exception" in data:
         return BY_ERRORCODE[data["errorcode"]]
     return None
@@ -69,7 +70,7 @@ def test_real_moodle_response_over_http(name, method, replay, make_client):
         assert type(err) is expected, str(err)
         assert err.wsfunction == wsfunction
         assert not err.retryable and err.attempts == 1 and len(replay.seen) == 1  # never retried
-        if expected not in (MoodleWebServicesDisabledError, MoodleUnknownError):
+        if expected not in (MoodleWebServicesDisabledError, MoodleSiteUrlError):
             data = json.loads(fx["body_raw"])
             assert err.errorcode == data["errorcode"] and err.exception == data["exception"]
             if "debuginfo" in data:
@@ -91,7 +92,7 @@ def test_hints_name_the_action(replay, make_client):
     client = make_client(replay.url)
     cases = {
         "error_bad_token": "MOODLE_TOKEN",
-        "error_function_not_in_service": "add the function to the token's external service",
+        "error_function_not_in_service": "moodle-integration check",
         "error_webservices_disabled": "Enable web services",
     }
     for name, phrase in cases.items():
@@ -167,7 +168,7 @@ def test_ratelimit_patterns_are_configurable(replay, make_client):
         (Reply(200, "", {"Content-type": "application/json"}), MoodleTransientError, True),
         (Reply(200, '{"a": 1}', {"Content-type": "application/json"}, action="truncate"), MoodleTransientError, True),
         (Reply(action="drop"), MoodleTransientError, True),
-        (Reply(404, "not found", {"Content-type": "text/html"}), MoodleUnknownError, False),
+        (Reply(404, "not found", {"Content-type": "text/html"}), MoodleSiteUrlError, False),
         (Reply(403, "<html>WAF says no</html>", {"Content-type": "text/html"}), MoodleAccessError, False),
         (Reply(418, "teapot", {}), MoodleUnknownError, False),
     ],
@@ -202,7 +203,8 @@ def test_connection_refused_get_url_is_scrubbed(make_client):
     client = make_client(f"http://127.0.0.1:{port}", max_retries=1)
     with pytest.raises(MoodleTransientError) as info:
         client.webservice_get("core_webservice_get_site_info", {"x": 1})
-    assert "wstoken=***" in str(info.value)  # the requests text quoted the URL: scrubbed
+    assert "wstoken" not in str(info.value)  # the reason is kept, not requests' text quoting the GET URL
+    assert f"127.0.0.1:{port} refused" in str(info.value)
     assert_token_free(info.value)
     assert info.value.attempts == 2
 
