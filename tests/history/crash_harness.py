@@ -11,6 +11,8 @@ worker from outside (mid-fetch, mid-apply, holding the SQLite write lock), and c
 """
 from __future__ import annotations
 
+import contextlib
+
 import os
 import signal
 import sqlite3
@@ -192,6 +194,26 @@ def sqlite_write_locked(path: str) -> bool:
         raise
     finally:
         connection.close()
+
+
+@contextlib.contextmanager
+def slow_sqlite_writes(engine, table: str = "user_course_enrollment", pad: int = 60):
+    """Make every INSERT into `table` cost a few milliseconds (a test-only trigger doing a
+    pointless cross join), so a SQLite apply of a few thousand rows is caught mid-transaction
+    however fast the machine; dropped on exit. Nothing pauses a SQLite writer midway otherwise."""
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE test_slow_pad (x INTEGER)"))
+        connection.execute(text("INSERT INTO test_slow_pad VALUES " + ", ".join(f"({i})" for i in range(pad))))
+        connection.execute(text(
+            f"CREATE TRIGGER test_slow_apply AFTER INSERT ON {table} BEGIN "
+            "SELECT count(*) FROM test_slow_pad a, test_slow_pad b, test_slow_pad c; END"
+        ))
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DROP TRIGGER IF EXISTS test_slow_apply"))
+            connection.execute(text("DROP TABLE IF EXISTS test_slow_pad"))
 
 
 def pg_waiting_on_lock(engine, pid: int) -> bool:

@@ -19,7 +19,8 @@ from sqlalchemy import text
 
 from moodle_assets.cli import exit_codes
 from moodle_assets.core.targets import SyncTarget, SyncTrigger
-from tests.history.crash_harness import (Deployment, alive_check, make_deployment, old_or_new, row, snapshot,
+from tests.history.crash_harness import (Deployment, alive_check, make_deployment, old_or_new, row, slow_sqlite_writes,
+                                         snapshot,
                                          wait_until)
 
 ENROL_FN = "core_enrol_get_enrolled_users"
@@ -141,9 +142,10 @@ def test_sync_killed_mid_apply_on_sqlite_rolls_back_whole_and_the_next_sync_runs
         rc, out = d.run("sync", "--target", "COURSE_CATALOG", "--target", "USER_DIRECTORY")
         assert rc == 0, out
         old = snapshot(d.engine)
-        proc = d.start("sync", "--target", "ENROLLMENTS")
-        ghost = d.wait_sqlite_mid_apply("ENROLLMENTS", proc)
-        killed_at = kill(proc)
+        with slow_sqlite_writes(d.engine):
+            proc = d.start("sync", "--target", "ENROLLMENTS")
+            ghost = d.wait_sqlite_mid_apply("ENROLLMENTS", proc)
+            killed_at = kill(proc)
         _finish_mid_apply_case(d, ghost, "ENROLLMENTS", old, killed_at)
     finally:
         d.stop_all()

@@ -25,7 +25,7 @@ from sqlalchemy import text
 
 from production_stack import Stack, free_port, spawn, wait_until
 from tests.history.crash_harness import (active_pairs, old_or_new, pg_waiting_on_lock, running_row, snapshot,
-                                         sqlite_write_locked, wait_mid_fetch, wait_sqlite_mid_apply)
+                                         slow_sqlite_writes, sqlite_write_locked, wait_mid_fetch, wait_sqlite_mid_apply)
 
 pytestmark = [pytest.mark.slow]
 
@@ -203,10 +203,11 @@ def test_run_worker_killed_mid_apply_leaves_nothing_and_the_next_sync_runs_at_on
         with s.engine.begin() as connection:
             connection.execute(text("DELETE FROM user_course_enrollment"))
         old = snapshot(s.engine)
-        first = launch(s, ["ENROLLMENTS"])
-        ghost = wait_sqlite_mid_apply(s.engine, "ENROLLMENTS", alive=s.check_alive)
-        os.kill(ghost["pid"], signal.SIGKILL)
-        killed_at, killed_wall = time.monotonic(), time.time()
+        with slow_sqlite_writes(s.engine):
+            first = launch(s, ["ENROLLMENTS"])
+            ghost = wait_sqlite_mid_apply(s.engine, "ENROLLMENTS", alive=s.check_alive)
+            os.kill(ghost["pid"], signal.SIGKILL)
+            killed_at, killed_wall = time.monotonic(), time.time()
     killed = snapshot(s.engine)
     assert killed == old, "a killed write transaction left part of its writes"
 
