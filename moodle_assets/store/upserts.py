@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session
 
 from .db import rowcount
@@ -329,14 +329,9 @@ def apply_users(
       token sees every user: without moodle/user:viewdetails Moodle lists only teachers).
     - A field Moodle did not show (the record's `withheld`) keeps its stored value.
     """
+    users = User.__table__.c  # Core columns: plain rows, not the ORM's per-row loading
     rows = session.execute(
-        select(
-            User.id,
-            User.moodle_user_id,
-            User.email,
-            User.is_active,
-            *[getattr(User, f) for f in USER_FIELDS if f != "email"],
-        )
+        select(users.id, users.moodle_user_id, users.email, users.is_active, *[users[f] for f in USER_FIELDS[1:]])
     ).all()
     by_moodle: dict[int, Any] = {}
     by_email: dict[str, Any] = {}
@@ -424,17 +419,27 @@ def apply_users(
     for chunk in _chunks(email_changes):
         session.execute(update(User).where(User.id.in_(chunk)).values(email=None))
     _update_rows(session, User, updates)
+    raw = RawValues(session)
+    now_raw, active_raw = raw.ts(now), raw.flag(True)
+    columns = ("moodle_user_id", *USER_FIELDS, "is_active", "synced_at")
     for chunk in _chunks(inserts, INSERT_CHUNK):
-        _insert_rows(
+        insert_raw(
             session,
-            User,
+            "users",
+            columns,
             [
-                {
-                    "moodle_user_id": r.moodle_user_id,
-                    **{f: getattr(r, f) for f in USER_FIELDS},
-                    "is_active": True,
-                    "synced_at": now,
-                }
+                (
+                    r.moodle_user_id,
+                    r.email,
+                    r.username,
+                    r.first_name,
+                    r.last_name,
+                    r.id_number,
+                    None if r.is_suspended is None else raw.flag(r.is_suspended),
+                    raw.ts(r.last_access_at),
+                    active_raw,
+                    now_raw,
+                )
                 for r in chunk
             ],
         )
@@ -445,8 +450,8 @@ def apply_users(
 
 
 def user_ids(session: Session) -> dict[int, int]:
-    rows = session.execute(select(User.moodle_user_id, User.id).where(User.moodle_user_id.is_not(None))).all()
-    return {int(moodle_id): int(local_id) for moodle_id, local_id in rows if moodle_id is not None}
+    rows = session.execute(text("SELECT moodle_user_id, id FROM users WHERE moodle_user_id IS NOT NULL"))
+    return dict(rows.tuples().all())
 
 
 # --- enrollments ----------------------------------------------------------------------------
@@ -460,47 +465,214 @@ class EnrollmentScope:
     active_before: int = 0
 
 
+class RawValues:
+    """Python values as the driver stores and returns them (no per-row SQLAlchemy type processing).
+
+    SQLite keeps booleans as 0/1 and timestamps as naive-UTC text in SQLAlchemy's own format
+    (``YYYY-MM-DD HH:MM:SS.ffffff``, what ``UTCDateTime`` + the SQLite ``DATETIME`` type write);
+    PostgreSQL (psycopg2) takes and returns bools and aware datetimes. A timestamp's *stamp* is
+    what staging keeps and diffs compare: the stored text on SQLite, epoch seconds on PostgreSQL.
+    Values converted here compare equal to the stored ones exactly when the typed values would.
+    """
+
+    def __init__(self, bind: Session | Engine):
+        dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
+        self.sqlite = dialect.name == "sqlite"
+
+    def ts(self, value: datetime | None) -> Any:
+        """A datetime as the driver takes it."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to a UTC column; attach a time zone")
+        if not self.sqlite:
+            return value
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        text = value.replace(tzinfo=None).isoformat(" ")
+        return text if value.microsecond else text + ".000000"
+
+    def stamp(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        return self.ts(value) if self.sqlite else value.timestamp()
+
+    def stored_stamp(self, stored: Any) -> Any:
+        if stored is None or self.sqlite:
+            return stored
+        return stored.timestamp()
+
+    def stamp_param(self, stamp: Any) -> Any:
+        if stamp is None or self.sqlite:
+            return stamp
+        return datetime.fromtimestamp(stamp, UTC)
+
+    def stamp_value(self, stamp: Any) -> datetime | None:
+        if stamp is None:
+            return None
+        if self.sqlite:
+            return datetime.fromisoformat(stamp).replace(tzinfo=UTC)
+        return datetime.fromtimestamp(stamp, UTC)
+
+    def flag(self, value: bool) -> Any:
+        return int(value) if self.sqlite else bool(value)
+
+    def stage_enrollment(self, r: Any) -> tuple[Any, ...]:
+        """An EnrollmentRecord as a compact staged tuple (see `apply_course_enrollments`)."""
+        withheld = r.withheld
+        return (
+            r.moodle_user_id,
+            r.moodle_course_id,
+            self.flag(r.is_active),
+            r.roles,
+            None if "last_access_at" in withheld else self.stamp(r.last_access_at),
+            ",".join(sorted(withheld)) or None,
+        )
+
+
+_ENROLLMENT_STORED = text(
+    "SELECT id, user_id, is_active, moodle_user_id, moodle_course_id, roles, last_access_at"
+    " FROM user_course_enrollment WHERE course_id = :course_id"
+)
+_ENROLLMENT_INSERT_COLUMNS = (
+    "user_id",
+    "course_id",
+    "moodle_user_id",
+    "moodle_course_id",
+    "is_active",
+    "roles",
+    "last_access_at",
+    "first_seen_at",
+    "synced_at",
+)
+
+
+def insert_raw(session: Session, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Bulk INSERT of driver-ready tuples in the session's transaction: one ``executemany`` on
+    SQLite, ``execute_values`` (multi-row VALUES, 1000 rows a statement) on PostgreSQL."""
+    if not rows:
+        return
+    connection = session.connection()
+    names = ", ".join(columns)
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(
+            f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", list(rows)
+        )
+        return
+    from psycopg2.extras import execute_values
+
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        execute_values(cursor, f"INSERT INTO {table} ({names}) VALUES %s", rows, page_size=1000)
+    finally:
+        cursor.close()
+
+
+@dataclass
+class EnrollmentWriter:
+    """Buffers one target's enrollment INSERTs across courses into few large statements."""
+
+    session: Session
+    raw: RawValues
+    pending: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        self.pending.append(row)
+        if len(self.pending) >= INSERT_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        insert_raw(self.session, "user_course_enrollment", _ENROLLMENT_INSERT_COLUMNS, self.pending)
+        self.pending = []
+
+
 def apply_course_enrollments(
     session: Session,
     course_id: int,
-    records: Iterable[Any],
+    staged: Iterable[tuple[Any, ...]],
     *,
     users: Mapping[int, int],
     now: datetime,
     scope: EnrollmentScope,
     keep_moodle_users: Iterable[int] = (),
     deactivate: bool = True,
+    writer: EnrollmentWriter | None = None,
 ) -> ApplyResult:
     """Upsert one course's enrollment snapshot; collect (not yet apply) what disappeared.
 
+    `staged`: the course's enrollments as `RawValues.stage_enrollment` tuples (moodle user id,
+    moodle course id, is_active, roles, last-access stamp, withheld field names or None).
     `keep_moodle_users`: users whose rows were rejected in this course; their stored
     enrollment is left as it was. `deactivate=False`: the token could not see every participant
     (no moodle/user:viewdetails or moodle/site:accessallgroups), so nothing missing is "gone".
+
+    Stored rows are read and compared as plain driver tuples and new rows go to `writer`
+    (flushed by the caller; without one they are written before returning): at 100k
+    enrollments, ORM/Core type processing per row was most of the sync's local time.
     """
-    desired: dict[int, dict[str, Any]] = {}
+    own_writer = writer is None
+    writer = writer or EnrollmentWriter(session, RawValues(session))
+    raw = writer.raw
     keep = {users[m] for m in keep_moodle_users if m in users}
-    unmatched = 0
-    for r in records:
-        user_id = users.get(r.moodle_user_id)
+    result = ApplyResult()
+    existing = {row[1]: row for row in session.execute(_ENROLLMENT_STORED, {"course_id": course_id})}
+    desired: dict[int, tuple[Any, ...]] = {}
+    for row in staged:
+        user_id = users.get(row[0])
         if user_id is None:
-            unmatched += 1
+            result.unmatched += 1
             continue
-        desired[user_id] = known_values(r, ENROLLMENT_FIELDS)
-    result, gone, active = _diff_keyed(
-        session,
-        UserCourseEnrollment,
-        "user_id",
-        ENROLLMENT_FIELDS,
-        desired,
-        scope=UserCourseEnrollment.course_id == course_id,
-        now=now,
-        insert_extra={"course_id": course_id, "first_seen_at": now},
-        keep=keep,
-    )
-    result.unmatched = unmatched
+        desired[user_id] = row  # a user listed twice: the last row wins
+    now_raw = raw.ts(now)
+    updates: list[dict[str, Any]] = []
+    for user_id, (moodle_user, moodle_course, active, roles, stamp, withheld) in desired.items():
+        old = existing.get(user_id)
+        if old is None:
+            writer.add(
+                (
+                    user_id,
+                    course_id,
+                    moodle_user,
+                    moodle_course,
+                    raw.flag(active),
+                    None if withheld and "roles" in withheld.split(",") else roles,
+                    raw.stamp_param(stamp),
+                    now_raw,
+                    now_raw,
+                )
+            )
+            result.inserted += 1
+            continue
+        hidden = withheld.split(",") if withheld else ()
+        changed = (
+            old[2] != active
+            or old[3] != moodle_user
+            or old[4] != moodle_course
+            or ("roles" not in hidden and not _same(old[5], roles))
+            or ("last_access_at" not in hidden and not _same(raw.stored_stamp(old[6]), stamp))
+        )
+        if changed:
+            values: dict[str, Any] = {
+                "moodle_user_id": moodle_user,
+                "moodle_course_id": moodle_course,
+                "is_active": bool(active),
+                "roles": roles,
+                "last_access_at": raw.stamp_value(stamp),
+            }
+            for name in hidden:
+                values.pop(name, None)
+            updates.append({"id": old[0], **values, "is_active": bool(active), "synced_at": now})
+        else:
+            result.unchanged += 1
+    _update_rows(session, UserCourseEnrollment, updates)
+    result.updated = len(updates)
+    if own_writer:
+        writer.flush()
+    gone = [old[0] for user_id, old in existing.items() if old[2] and user_id not in desired and user_id not in keep]
+    active_in_scope = sum(1 for old in existing.values() if old[2])
     if deactivate:
         scope.gone_ids.extend(gone)
-        scope.active_before += active
+        scope.active_before += active_in_scope
     else:
         result.kept_unseen = len(gone)
     return result
