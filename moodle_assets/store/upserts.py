@@ -586,6 +586,124 @@ class EnrollmentWriter:
         self.pending = []
 
 
+@dataclass
+class CoursePlan:
+    """What one course's enrollment snapshot changes in the store, computed from stored rows read
+    outside the write transaction (during the fetch) and applied later by `apply_course_plan`.
+    Plain lists and ints (`astuple` is marshal-able, for on-disk staging)."""
+
+    inserts: list[tuple[Any, ...]]  # (user_id, moodle user, moodle course, is_active, roles, stamp)
+    updates: list[tuple[Any, ...]]  # (id, moodle user, moodle course, is_active, roles, stamp, withheld)
+    gone: list[int]  # active rows Moodle no longer lists (ids)
+    active_in_scope: int
+    unchanged: int
+    unmatched: int
+
+    def astuple(self) -> tuple[Any, ...]:
+        return (self.inserts, self.updates, self.gone, self.active_in_scope, self.unchanged, self.unmatched)
+
+
+def plan_course_enrollments(
+    stored: Iterable[Sequence[Any]],
+    staged: Iterable[tuple[Any, ...]],
+    *,
+    users: Mapping[int, int],
+    keep_moodle_users: Iterable[int] = (),
+    raw: RawValues,
+) -> CoursePlan:
+    """Diff one course's staged snapshot (`RawValues.stage_enrollment` tuples) against its stored
+    rows (`_ENROLLMENT_STORED` tuples), all as plain driver values: no per-row type processing.
+
+    `keep_moodle_users`: users whose rows were rejected in this course; their stored enrollment
+    is never counted as gone."""
+    existing = {row[1]: row for row in stored}
+    keep = {users[m] for m in keep_moodle_users if m in users}
+    desired: dict[int, tuple[Any, ...]] = {}
+    unmatched = 0
+    for row in staged:
+        user_id = users.get(row[0])
+        if user_id is None:
+            unmatched += 1
+            continue
+        desired[user_id] = row  # a user listed twice: the last row wins
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    unchanged = 0
+    for user_id, (moodle_user, moodle_course, active, roles, stamp, withheld) in desired.items():
+        old = existing.get(user_id)
+        if old is None:
+            if withheld and "roles" in withheld.split(","):
+                roles = None
+            inserts.append((user_id, moodle_user, moodle_course, active, roles, stamp))
+            continue
+        hidden = withheld.split(",") if withheld else ()
+        if (
+            old[2] != active
+            or old[3] != moodle_user
+            or old[4] != moodle_course
+            or ("roles" not in hidden and not _same(old[5], roles))
+            or ("last_access_at" not in hidden and not _same(raw.stored_stamp(old[6]), stamp))
+        ):
+            updates.append((old[0], moodle_user, moodle_course, active, roles, stamp, withheld))
+        else:
+            unchanged += 1
+    gone = [old[0] for user_id, old in existing.items() if old[2] and user_id not in desired and user_id not in keep]
+    active_in_scope = sum(1 for old in existing.values() if old[2])
+    return CoursePlan(inserts, updates, gone, active_in_scope, unchanged, unmatched)
+
+
+def apply_course_plan(
+    session: Session,
+    course_id: int,
+    plan: CoursePlan,
+    *,
+    now: datetime,
+    scope: EnrollmentScope,
+    deactivate: bool = True,
+    writer: EnrollmentWriter,
+) -> ApplyResult:
+    """Write one course's plan in the caller's transaction (inserts through `writer`, flushed by
+    the caller); collect (not yet apply) what disappeared, or count it as kept when the token
+    could not see every participant (`deactivate=False`)."""
+    raw = writer.raw
+    now_raw = raw.ts(now)
+    for user_id, moodle_user, moodle_course, active, roles, stamp in plan.inserts:
+        writer.add(
+            (
+                user_id,
+                course_id,
+                moodle_user,
+                moodle_course,
+                raw.flag(active),
+                roles,
+                raw.stamp_param(stamp),
+                now_raw,
+                now_raw,
+            )
+        )
+    updates: list[dict[str, Any]] = []
+    for row_id, moodle_user, moodle_course, active, roles, stamp, withheld in plan.updates:
+        values: dict[str, Any] = {
+            "moodle_user_id": moodle_user,
+            "moodle_course_id": moodle_course,
+            "roles": roles,
+            "last_access_at": raw.stamp_value(stamp),
+        }
+        for name in withheld.split(",") if withheld else ():
+            values.pop(name, None)
+        updates.append({"id": row_id, **values, "is_active": bool(active), "synced_at": now})
+    _update_rows(session, UserCourseEnrollment, updates)
+    result = ApplyResult(
+        inserted=len(plan.inserts), updated=len(updates), unchanged=plan.unchanged, unmatched=plan.unmatched
+    )
+    if deactivate:
+        scope.gone_ids.extend(plan.gone)
+        scope.active_before += plan.active_in_scope
+    else:
+        result.kept_unseen = len(plan.gone)
+    return result
+
+
 def apply_course_enrollments(
     session: Session,
     course_id: int,
@@ -598,84 +716,73 @@ def apply_course_enrollments(
     deactivate: bool = True,
     writer: EnrollmentWriter | None = None,
 ) -> ApplyResult:
-    """Upsert one course's enrollment snapshot; collect (not yet apply) what disappeared.
-
-    `staged`: the course's enrollments as `RawValues.stage_enrollment` tuples (moodle user id,
-    moodle course id, is_active, roles, last-access stamp, withheld field names or None).
-    `keep_moodle_users`: users whose rows were rejected in this course; their stored
-    enrollment is left as it was. `deactivate=False`: the token could not see every participant
-    (no moodle/user:viewdetails or moodle/site:accessallgroups), so nothing missing is "gone".
-
-    Stored rows are read and compared as plain driver tuples and new rows go to `writer`
-    (flushed by the caller; without one they are written before returning): at 100k
-    enrollments, ORM/Core type processing per row was most of the sync's local time.
-    """
+    """Upsert one course's enrollment snapshot inside the transaction: read its stored rows,
+    plan, apply (`plan_course_enrollments`, `apply_course_plan`). Without a `writer` the new rows
+    are written before returning."""
     own_writer = writer is None
     writer = writer or EnrollmentWriter(session, RawValues(session))
-    raw = writer.raw
-    keep = {users[m] for m in keep_moodle_users if m in users}
-    result = ApplyResult()
-    existing = {row[1]: row for row in session.execute(_ENROLLMENT_STORED, {"course_id": course_id})}
-    desired: dict[int, tuple[Any, ...]] = {}
-    for row in staged:
-        user_id = users.get(row[0])
-        if user_id is None:
-            result.unmatched += 1
-            continue
-        desired[user_id] = row  # a user listed twice: the last row wins
-    now_raw = raw.ts(now)
-    updates: list[dict[str, Any]] = []
-    for user_id, (moodle_user, moodle_course, active, roles, stamp, withheld) in desired.items():
-        old = existing.get(user_id)
-        if old is None:
-            writer.add(
-                (
-                    user_id,
-                    course_id,
-                    moodle_user,
-                    moodle_course,
-                    raw.flag(active),
-                    None if withheld and "roles" in withheld.split(",") else roles,
-                    raw.stamp_param(stamp),
-                    now_raw,
-                    now_raw,
-                )
-            )
-            result.inserted += 1
-            continue
-        hidden = withheld.split(",") if withheld else ()
-        changed = (
-            old[2] != active
-            or old[3] != moodle_user
-            or old[4] != moodle_course
-            or ("roles" not in hidden and not _same(old[5], roles))
-            or ("last_access_at" not in hidden and not _same(raw.stored_stamp(old[6]), stamp))
-        )
-        if changed:
-            values: dict[str, Any] = {
-                "moodle_user_id": moodle_user,
-                "moodle_course_id": moodle_course,
-                "is_active": bool(active),
-                "roles": roles,
-                "last_access_at": raw.stamp_value(stamp),
-            }
-            for name in hidden:
-                values.pop(name, None)
-            updates.append({"id": old[0], **values, "is_active": bool(active), "synced_at": now})
-        else:
-            result.unchanged += 1
-    _update_rows(session, UserCourseEnrollment, updates)
-    result.updated = len(updates)
+    stored = session.execute(_ENROLLMENT_STORED, {"course_id": course_id})
+    plan = plan_course_enrollments(stored, staged, users=users, keep_moodle_users=keep_moodle_users, raw=writer.raw)
+    result = apply_course_plan(session, course_id, plan, now=now, scope=scope, deactivate=deactivate, writer=writer)
     if own_writer:
         writer.flush()
-    gone = [old[0] for user_id, old in existing.items() if old[2] and user_id not in desired and user_id not in keep]
-    active_in_scope = sum(1 for old in existing.values() if old[2])
-    if deactivate:
-        scope.gone_ids.extend(gone)
-        scope.active_before += active_in_scope
-    else:
-        result.kept_unseen = len(gone)
     return result
+
+
+class StoredReader:
+    """Reads stored enrollments and users *outside* the write transaction, while the fetch runs.
+
+    A raw driver connection in autocommit (SQLite: no BEGIN IMMEDIATE, so no write lock is
+    taken) or ended after each read (PostgreSQL: no snapshot held across the fetch).
+    `fingerprint` tells whether anything wrote enrollments or users since: the plans made from
+    these reads are applied only if it is unchanged inside the write transaction."""
+
+    def __init__(self, engine: Engine):
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.connection = engine.raw_connection()
+        mark = "?" if self.sqlite else "%s"
+        self.course_sql = (
+            "SELECT id, user_id, is_active, moodle_user_id, moodle_course_id, roles, last_access_at"
+            f" FROM user_course_enrollment WHERE course_id = {mark}"
+        )
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+            if not self.sqlite:
+                self.connection.rollback()
+
+    def course(self, course_id: int) -> list[Any]:
+        return self._rows(self.course_sql, (course_id,))
+
+    def user_ids(self) -> dict[int, int]:
+        return dict(self._rows("SELECT moodle_user_id, id FROM users WHERE moodle_user_id IS NOT NULL"))
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        return tuple(self._rows(_FINGERPRINT_SQL)[0])
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+# Every write to these tables changes a count, a max id or a max synced_at (every write sets
+# synced_at = now), or the number of active rows.
+_FINGERPRINT_SQL = (
+    "SELECT (SELECT COUNT(*) FROM user_course_enrollment), (SELECT MAX(id) FROM user_course_enrollment),"
+    " (SELECT MAX(synced_at) FROM user_course_enrollment),"
+    " (SELECT COUNT(*) FROM user_course_enrollment WHERE is_active = TRUE),"
+    " (SELECT COUNT(*) FROM users), (SELECT MAX(id) FROM users), (SELECT MAX(synced_at) FROM users),"
+    " (SELECT COUNT(*) FROM users WHERE moodle_user_id IS NOT NULL)"
+)
+
+
+def stored_fingerprint(session: Session) -> tuple[Any, ...]:
+    """`StoredReader.fingerprint`, read in the caller's (write) transaction."""
+    return tuple(session.execute(text(_FINGERPRINT_SQL)).one())
 
 
 def finish_enrollments(session: Session, scope: EnrollmentScope, *, now: datetime, guard: DeactivationGuard) -> int:

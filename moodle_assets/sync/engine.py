@@ -21,7 +21,7 @@ import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -411,27 +411,41 @@ class _Staging:
     def __init__(self, raw: upserts.RawValues) -> None:
         self.raw = raw
         self.file = tempfile.TemporaryFile(prefix="moodle-enrolments-")  # noqa: SIM115 (closed by close())
-        self.where: dict[int, tuple[int, int]] = {}
+        self.where: dict[tuple[str, int], tuple[int, int]] = {}
         self.withheld: dict[str, int] = {}
 
-    def add(self, course_id: int, records: list[mappers.EnrollmentRecord]) -> None:
+    def _put(self, key: tuple[str, int], value: Any) -> None:
+        blob = marshal.dumps(value)
+        self.file.seek(0, os.SEEK_END)
+        self.where[key] = (self.file.tell(), len(blob))
+        self.file.write(blob)
+
+    def _get(self, key: tuple[str, int]) -> Any:
+        where = self.where.get(key)
+        if where is None:
+            return None
+        self.file.seek(where[0])
+        return marshal.loads(self.file.read(where[1]))
+
+    def add(self, course_id: int, records: list[mappers.EnrollmentRecord]) -> list[tuple[Any, ...]]:
+        """Stage a course's records; returns their staged tuples."""
         stage = self.raw.stage_enrollment
         rows = [stage(r) for r in records]
         for r in records:
             for name in r.withheld:
                 self.withheld[name] = self.withheld.get(name, 0) + 1
-        blob = marshal.dumps(rows)
-        self.file.seek(0, os.SEEK_END)
-        self.where[course_id] = (self.file.tell(), len(blob))
-        self.file.write(blob)
+        self._put(("rows", course_id), rows)
+        return rows
 
     def course(self, course_id: int) -> list[tuple[Any, ...]]:
-        where = self.where.get(course_id)
-        if where is None:
-            return []
-        self.file.seek(where[0])
-        rows: list[tuple[Any, ...]] = marshal.loads(self.file.read(where[1]))
-        return rows
+        rows: list[tuple[Any, ...]] | None = self._get(("rows", course_id))
+        return rows or []
+
+    def add_plan(self, course_id: int, plan: upserts.CoursePlan) -> None:
+        self._put(("plan", course_id), plan.astuple())
+
+    def plan(self, course_id: int) -> upserts.CoursePlan:
+        return upserts.CoursePlan(*self._get(("plan", course_id)))
 
     def withheld_counts(self) -> dict[str, int]:
         return dict(self.withheld)
@@ -531,7 +545,14 @@ def sync_enrollments(
     skipped_deactivation: set[int] = set()
     kept: dict[int, list[int]] = {}
     raw = upserts.RawValues(engine)
-    with _staging(raw) as staging:
+    # Each course is diffed against its stored rows as soon as it is fetched (read outside the
+    # write transaction), so the CPU work overlaps the requests still in flight; the plans are
+    # applied only if nothing wrote enrollments or users meanwhile (else re-diffed in the
+    # transaction from the staged rows).
+    reader = upserts.StoredReader(engine)
+    with _staging(raw) as staging, closing(reader):
+        before = reader.fingerprint()
+        planned_users = reader.user_ids()
         done = 0
         with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
             pending: dict[Future, tuple[int, int]] = {}
@@ -574,7 +595,13 @@ def sync_enrollments(
                         # stored enrolment it was, so this course deactivates nothing.
                         skipped_deactivation.add(moodle_id)
                     kept[moodle_id] = [m for m, _ in rejects if m is not None]
-                    staging.add(local_id, records)
+                    rows = staging.add(local_id, records)
+                    keep = list(planned_users) if moodle_id in skipped_deactivation else kept[moodle_id]
+                    plan = upserts.plan_course_enrollments(
+                        reader.course(local_id), rows, users=planned_users, keep_moodle_users=keep, raw=raw
+                    )
+                    staging.add_plan(local_id, plan)
+                    del rows, plan
                     done += 1
                     if on_progress:
                         on_progress(done, len(courses))
@@ -583,25 +610,38 @@ def sync_enrollments(
         scope = upserts.EnrollmentScope()
         kept_unseen = 0
         with control.apply(engine) as session:
-            users = upserts.user_ids(session)
+            planned = upserts.stored_fingerprint(session) == before
+            outcome.details["enrollments_diffed_during_fetch"] = planned
+            users = planned_users if planned else upserts.user_ids(session)
             writer = upserts.EnrollmentWriter(session, raw)
             for local_id, moodle_id in courses:
                 if moodle_id in refused or moodle_id in vanished:
                     continue
-                keep = kept.get(moodle_id, [])
-                if moodle_id in skipped_deactivation:
-                    keep = list(users)  # every stored enrolment of this course stays as it is
-                result = upserts.apply_course_enrollments(
-                    session,
-                    local_id,
-                    staging.course(local_id),
-                    users=users,
-                    now=now,
-                    scope=scope,
-                    keep_moodle_users=keep,
-                    deactivate=sees_every_participant,
-                    writer=writer,
-                )
+                if planned:
+                    result = upserts.apply_course_plan(
+                        session,
+                        local_id,
+                        staging.plan(local_id),
+                        now=now,
+                        scope=scope,
+                        deactivate=sees_every_participant,
+                        writer=writer,
+                    )
+                else:
+                    keep = kept.get(moodle_id, [])
+                    if moodle_id in skipped_deactivation:
+                        keep = list(users)  # every stored enrolment of this course stays as it is
+                    result = upserts.apply_course_enrollments(
+                        session,
+                        local_id,
+                        staging.course(local_id),
+                        users=users,
+                        now=now,
+                        scope=scope,
+                        keep_moodle_users=keep,
+                        deactivate=sees_every_participant,
+                        writer=writer,
+                    )
                 kept_unseen += result.kept_unseen
                 outcome.apply(result)
             writer.flush()
