@@ -177,3 +177,41 @@ def test_retention_zero_turns_the_change_log_off(migrated_engine, fetcher, site)
     assert [r.counts.inserted for r in results] == [10, 14, 22]  # the data is written
     assert all(not r.changes.enabled for r in results)
     assert [r.run_id for r in log_rows(migrated_engine)] == [1400]  # nothing logged, nothing pruned
+
+
+def _documented_queries() -> list[str]:
+    from pathlib import Path
+    import re as _re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "data.md").read_text()
+    examples = text.split("## Example queries", 1)[1]
+    return _re.findall(r"```sql\n(.*?)```", examples, flags=_re.S)
+
+
+def test_the_example_queries_in_docs_data_md_answer_on_both_databases(migrated_engine, fetcher, options, site):
+    from sqlalchemy import text
+
+    from moodle_assets.history import SyncHistory
+    from moodle_assets.core.targets import SyncStatus, SyncTarget, SyncTrigger
+
+    sync_all(fetcher, migrated_engine, options, first_run_id=101)  # run ids no history row has
+    site.mutate({"op": "suspend_enrolment", "course_id": 2, "user_id": 4})
+    history = SyncHistory(migrated_engine)
+    claim = history.claim(SyncTarget.ENROLLMENTS, SyncTrigger.CLI)
+    owner = history.take(claim.run_id, "test")
+    sync_enrollments(fetcher, migrated_engine, options, SyncControl(run_id=claim.run_id))
+    assert history.finish(owner, SyncStatus.SUCCESS)
+    students, changed, priced, suspended, last = _documented_queries()
+    yesterday = utcnow() - timedelta(days=1)
+    with migrated_engine.connect() as c:
+        assert {r.moodle_user_id for r in c.execute(text(students), {"course": 2})} >= {3, 5}
+        assert 4 not in {r.moodle_user_id for r in c.execute(text(students), {"course": 2})}
+        changes = c.execute(text(changed), {"yesterday": yesterday}).all()
+        assert len(changes) == 23 and changes[-1].moodle_user_id == 4 and changes[-1].kind == "deactivated"
+        assert {r.shortname for r in c.execute(text(priced))} == {"PY101", "JS201", "WEB100", "HIDDEN1"}
+        suspended_id = c.execute(text("SELECT moodle_user_id FROM users WHERE username = 'suspended.user'")).scalar()
+        found = c.execute(text(suspended)).all()
+        assert found and {r.moodle_user_id for r in found} == {suspended_id} and "PY101" in {r.shortname for r in found}
+        assert [(r.entity, r.moodle_key, r.kind) for r in c.execute(text(last))] == [
+            ("enrollment", "course 2 user 4", "deactivated")
+        ]
