@@ -9,6 +9,8 @@ Each `apply_*` function runs inside the caller's transaction (one per target) an
 - marks rows that disappeared from Moodle `is_active = false` (never deletes), only within the
   scope the caller says was fetched completely, and only when the caller says the token could
   have seen them (`deactivate=False` keeps them and counts them in `kept_unseen`);
+- tells the sync's `ChangeLog` (when given; see changelog.py) each row it inserts, updates,
+  deactivates or reactivates, from the comparison it makes anyway: no extra per-row query;
 - refuses, through `DeactivationGuard`, to deactivate more than a set share of the active
   rows in one run, so a Moodle permission glitch that returns empty lists cannot wipe a table.
 """
@@ -172,7 +174,8 @@ def _diff_keyed(
     counted as gone: a bad row leaves the stored one as it was.
 
     With `changes`, every insert and update is logged as `entity`, keyed by `key_of(values)`
-    (default: the key), and the Moodle keys of the `gone` rows are kept in `changes_pending`.
+    (default: the key), and the Moodle keys of the `gone` rows are kept in `result.gone_keys`
+    for the caller's deactivation to log.
     """
     keep_keys = set(keep or ())
     key_col = getattr(model, key_name)
