@@ -93,3 +93,32 @@ def test_failed_sync_closes_the_row_with_a_readable_error_and_no_secret(defs, in
     assert token not in caplog.text
     for record in instance.all_logs(result.run_id):
         assert token not in (record.user_message or "")
+
+
+def test_materialization_shows_the_runs_changes_from_the_change_log(defs, instance):
+    from sqlalchemy import select
+
+    from moodle_assets.store.db import transaction
+    from moodle_assets.store.models import IntegrationChangeLog
+
+    result = defs.resolve_job_def("sync_all").execute_in_process(instance=instance)
+    assert result.success
+    runs = {r.target: r for r in SyncHistory(engine()).recent()}
+    meta = materialization(result, "enrollments").metadata
+    assert meta["changes_total"].value == 22
+    assert meta["changes_by_kind"].value == {"inserted": 22, "updated": 0, "deactivated": 0, "reactivated": 0}
+    sample = meta["changes_sample"].value
+    lines = sample.splitlines()
+    assert lines[0] == "| entity | Moodle key | kind | columns |" and len([l for l in lines if l.startswith("| enrollment")]) == 10
+    assert "… and 12 more" in sample
+    with transaction(engine()) as s:
+        logged = s.execute(
+            select(IntegrationChangeLog.moodle_key).where(IntegrationChangeLog.run_id == runs["ENROLLMENTS"].id)
+            .order_by(IntegrationChangeLog.id).limit(10)
+        ).scalars().all()
+    assert [l.split(" | ")[1] for l in lines[2:12]] == logged  # the sample is the run's first logged rows
+    catalog = materialization(result, "course_catalog").metadata
+    assert catalog["changes_by_entity"].value == {"category": 4, "course": 6}
+    again = defs.resolve_job_def("sync_all").execute_in_process(instance=instance)
+    meta = materialization(again, "user_directory").metadata
+    assert meta["changes_total"].value == 0 and meta["changes_sample"].value == "_no changes_"

@@ -52,6 +52,7 @@ from ..core.targets import (
 from ..history import LostOwnership, Ownership, SyncHistory
 from ..sync.engine import SYNC_FUNCTIONS, SyncControl, SyncOutcome, SyncStopped, prepare_access
 from ..sync.fetch import MoodleFetcher
+from .change_metadata import change_metadata
 from .launch import claimed_run_ids
 from .resources import SyncOptionsResource
 from .run_state import dead_run_reporter, run_state_checker
@@ -182,6 +183,7 @@ def run_target(
                 stop_reason=beat.stop_reason,
                 begin_apply=lambda session: history.fence(owner, session, final=False),
                 fence=lambda session: history.fence(owner, session, final=True),
+                run_id=owner.run_id,
             )
             # Who the token is and what it can see, before anything else: recorded on the run
             # row even when the sync then fails.
@@ -247,6 +249,7 @@ def run_target(
         "duration_seconds": round(duration, 3),
         "requests_by_function": MetadataValue.json(metrics["requests_by_function"]),
         "details": MetadataValue.json(outcome.details),
+        **change_metadata(outcome.changes),
     }
     if outcome.access is not None:
         identity = outcome.access.identity

@@ -9,13 +9,15 @@ Each `apply_*` function runs inside the caller's transaction (one per target) an
 - marks rows that disappeared from Moodle `is_active = false` (never deletes), only within the
   scope the caller says was fetched completely, and only when the caller says the token could
   have seen them (`deactivate=False` keeps them and counts them in `kept_unseen`);
+- tells the sync's `ChangeLog` (when given; see changelog.py) each row it inserts, updates,
+  deactivates or reactivates, from the comparison it makes anyway: no extra per-row query;
 - refuses, through `DeactivationGuard`, to deactivate more than a set share of the active
   rows in one run, so a Moodle permission glitch that returns empty lists cannot wipe a table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +25,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from . import changelog as cl
+from .changelog import ChangeLog
 from .db import rowcount
 from .models import CourseCatalog, CourseCategory, User, UserCourseEnrollment
 
@@ -88,6 +92,8 @@ class ApplyResult:
     unmatched: int = 0
     # Active rows Moodle did not list, kept active because the token could not have seen them.
     kept_unseen: int = 0
+    # Local id -> Moodle key of the rows found gone (filled only when changes are logged).
+    gone_keys: dict[int, Any] = field(default_factory=dict)
 
     def add(self, other: ApplyResult) -> ApplyResult:
         self.inserted += other.inserted
@@ -153,6 +159,9 @@ def _diff_keyed(
     now: datetime,
     insert_extra: Mapping[str, Any] | None = None,
     keep: Iterable[Any] | None = None,
+    changes: ChangeLog | None = None,
+    entity: str = "",
+    key_of: Callable[[Mapping[str, Any]], Any] | None = None,
 ) -> tuple[ApplyResult, list[int], int]:
     """Insert/update `desired` (key -> column values) against the rows in `scope`.
 
@@ -163,6 +172,10 @@ def _diff_keyed(
     deactivated: the caller applies the guard first), and the number of active rows in scope.
     Keys in `keep` (rows Moodle still lists but that were rejected as malformed) are never
     counted as gone: a bad row leaves the stored one as it was.
+
+    With `changes`, every insert and update is logged as `entity`, keyed by `key_of(values)`
+    (default: the key), and the Moodle keys of the `gone` rows are kept in `result.gone_keys`
+    for the caller's deactivation to log.
     """
     keep_keys = set(keep or ())
     key_col = getattr(model, key_name)
@@ -172,6 +185,11 @@ def _diff_keyed(
         query = query.where(scope)
     existing: dict[Any, tuple] = {row[1]: tuple(row) for row in session.execute(query)}
     result = ApplyResult()
+    label = key_of or (lambda values: values[key_name])
+
+    def stored(row: tuple) -> dict[str, Any]:
+        return {key_name: row[1], **{f: row[3 + i] for i, f in enumerate(fields)}}
+
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for key, values in desired.items():
@@ -182,6 +200,8 @@ def _diff_keyed(
             if insert_extra:
                 record.update(insert_extra)
             inserts.append(record)
+            if changes is not None:
+                changes.add(entity, label(record), cl.INSERTED)
             continue
         wanted_active = values.get("is_active", True)
         known = [(i, f) for i, f in enumerate(fields) if f in values]
@@ -190,6 +210,9 @@ def _diff_keyed(
             updates.append(
                 {"id": row[0], **{f: values[f] for _, f in known}, "is_active": wanted_active, "synced_at": now}
             )
+            if changes is not None:
+                columns = [f for i, f in known if not _same(row[3 + i], values[f])]
+                changes.add(entity, label(stored(row)), cl.kind_of(bool(row[2]), bool(wanted_active)), columns)
         else:
             result.unchanged += 1
     if inserts:
@@ -199,12 +222,25 @@ def _diff_keyed(
     result.updated = len(updates)
     active_in_scope = sum(1 for row in existing.values() if row[2])
     gone = [row[0] for key, row in existing.items() if row[2] and key not in desired and key not in keep_keys]
+    if changes is not None and gone:
+        gone_ids = set(gone)
+        result.gone_keys = {row[0]: label(stored(row)) for row in existing.values() if row[0] in gone_ids}
     return result, gone, active_in_scope
 
 
-def _deactivate(session: Session, model: Any, ids: Sequence[int], now: datetime) -> int:
+def _deactivate(
+    session: Session,
+    model: Any,
+    ids: Sequence[int],
+    now: datetime,
+    changes: ChangeLog | None = None,
+    entity: str = "",
+    keys: Mapping[int, Any] | None = None,
+) -> int:
     for chunk in _chunks(list(ids)):
         session.execute(update(model).where(model.id.in_(chunk)).values(is_active=False, synced_at=now))
+    if changes is not None and keys is not None:
+        changes.add_many(entity, (keys[i] for i in ids), cl.DEACTIVATED)
     return len(ids)
 
 
@@ -222,6 +258,8 @@ def _deactivate_or_keep(
     now: datetime,
     guard: DeactivationGuard,
     deactivate: bool,
+    changes: ChangeLog | None = None,
+    entity: str = "",
 ) -> list[int]:
     """Deactivate `gone` (after the guard), or, when the token could not have seen them, keep
     them and count them. Returns the ids deactivated."""
@@ -229,7 +267,7 @@ def _deactivate_or_keep(
         result.kept_unseen = len(gone)
         return []
     guard.check(label, len(gone), active)
-    result.deactivated = _deactivate(session, model, gone, now)
+    result.deactivated = _deactivate(session, model, gone, now, changes, entity, result.gone_keys)
     return list(gone)
 
 
@@ -241,15 +279,34 @@ def apply_categories(
     guard: DeactivationGuard,
     keep: Iterable[int] = (),
     deactivate: bool = True,
+    changes: ChangeLog | None = None,
 ) -> ApplyResult:
     """Upsert categories; deactivate those Moodle no longer lists, if `deactivate` (the token
     sees hidden categories: otherwise a missing one may only have been hidden)."""
     desired = {r.moodle_category_id: known_values(r, CATEGORY_FIELDS) for r in records}
     result, gone, active = _diff_keyed(
-        session, CourseCategory, "moodle_category_id", CATEGORY_FIELDS, desired, now=now, keep=keep
+        session,
+        CourseCategory,
+        "moodle_category_id",
+        CATEGORY_FIELDS,
+        desired,
+        now=now,
+        keep=keep,
+        changes=changes,
+        entity=cl.CATEGORY,
     )
     _deactivate_or_keep(
-        session, CourseCategory, "categories", result, gone, active, now=now, guard=guard, deactivate=deactivate
+        session,
+        CourseCategory,
+        "categories",
+        result,
+        gone,
+        active,
+        now=now,
+        guard=guard,
+        deactivate=deactivate,
+        changes=changes,
+        entity=cl.CATEGORY,
     )
     return result
 
@@ -269,6 +326,7 @@ def apply_courses(
     guard: DeactivationGuard,
     keep: Iterable[int] = (),
     deactivate: bool = True,
+    changes: ChangeLog | None = None,
 ) -> tuple[ApplyResult, int]:
     """Upsert courses; deactivate courses gone from Moodle and their enrollments, if
     `deactivate` (the token demonstrably sees every course, hidden ones included).
@@ -283,16 +341,40 @@ def apply_courses(
             values["category_id"] = categories.get(r.moodle_category_id) if r.moodle_category_id is not None else None
         desired[r.moodle_course_id] = values
     result, gone, active = _diff_keyed(
-        session, CourseCatalog, "moodle_course_id", COURSE_FIELDS, desired, now=now, keep=keep
+        session,
+        CourseCatalog,
+        "moodle_course_id",
+        COURSE_FIELDS,
+        desired,
+        now=now,
+        keep=keep,
+        changes=changes,
+        entity=cl.COURSE,
     )
     closed = _deactivate_or_keep(
-        session, CourseCatalog, "courses", result, gone, active, now=now, guard=guard, deactivate=deactivate
+        session,
+        CourseCatalog,
+        "courses",
+        result,
+        gone,
+        active,
+        now=now,
+        guard=guard,
+        deactivate=deactivate,
+        changes=changes,
+        entity=cl.COURSE,
     )
-    enrollments_closed = deactivate_enrollments_of_courses(session, closed, now=now)
+    enrollments_closed = deactivate_enrollments_of_courses(session, closed, now=now, changes=changes)
     return result, enrollments_closed
 
 
-def deactivate_enrollments_of_courses(session: Session, course_ids: Sequence[int], *, now: datetime) -> int:
+def deactivate_enrollments_of_courses(
+    session: Session, course_ids: Sequence[int], *, now: datetime, changes: ChangeLog | None = None
+) -> int:
+    if changes is not None:
+        return _deactivate_enrollments_logged(
+            session, [UserCourseEnrollment.course_id.in_(chunk) for chunk in _chunks(list(course_ids))], now, changes
+        )
     closed = 0
     for chunk in _chunks(list(course_ids)):
         closed += rowcount(
@@ -316,6 +398,7 @@ def apply_users(
     guard: DeactivationGuard,
     listed: Iterable[int] | None = None,
     deactivate: bool = True,
+    changes: ChangeLog | None = None,
 ) -> ApplyResult:
     """Upsert users keyed on the Moodle id; link a local user by email; never merge two Moodle ids.
 
@@ -379,6 +462,10 @@ def apply_users(
                     continue
                 if current is None and holder_moodle is None:
                     # Link the existing local user to this Moodle account.
+                    if changes is not None:
+                        linked = holder._mapping
+                        columns = ["moodle_user_id"] + [f for f, v in values.items() if not _same(linked[f], v)]
+                        changes.add(cl.USER, r.moodle_user_id, cl.kind_of(linked["is_active"], True), columns)
                     updates.append(
                         {
                             "id": holder.id,
@@ -408,13 +495,17 @@ def apply_users(
         if changed:
             if "email" in values and old["email"] != values["email"]:
                 email_changes.append(current.id)
+            if changes is not None:
+                columns = [f for f, v in values.items() if not _same(old[f], v)]
+                changes.add(cl.USER, r.moodle_user_id, cl.kind_of(old["is_active"], True), columns)
             updates.append({"id": current.id, **values, "is_active": True, "synced_at": now})
         else:
             result.unchanged += 1
     seen = {r.moodle_user_id for r in records} | set(listed or ())
-    gone = [
-        row.id for m, row in by_moodle.items() if row.is_active and m not in seen and row.moodle_user_id is not None
-    ]
+    gone_keys = {
+        row.id: m for m, row in by_moodle.items() if row.is_active and m not in seen and row.moodle_user_id is not None
+    }
+    gone = list(gone_keys)
     active = sum(1 for row in rows if row.is_active and row.moodle_user_id is not None)
     if deactivate:
         guard.check("users", len(gone), active)
@@ -438,9 +529,11 @@ def apply_users(
                 for r in chunk
             ],
         )
+    if changes is not None:
+        changes.add_many(cl.USER, (r.moodle_user_id for r in inserts), cl.INSERTED)
     result.inserted = len(inserts)
     result.updated = len(updates)
-    result.deactivated = _deactivate(session, User, gone, now)
+    result.deactivated = _deactivate(session, User, gone, now, changes, cl.USER, gone_keys)
     return result
 
 
@@ -458,6 +551,7 @@ class EnrollmentScope:
 
     gone_ids: list[int] = field(default_factory=list)
     active_before: int = 0
+    gone_keys: dict[int, Any] = field(default_factory=dict)
 
 
 def apply_course_enrollments(
@@ -470,6 +564,7 @@ def apply_course_enrollments(
     scope: EnrollmentScope,
     keep_moodle_users: Iterable[int] = (),
     deactivate: bool = True,
+    changes: ChangeLog | None = None,
 ) -> ApplyResult:
     """Upsert one course's enrollment snapshot; collect (not yet apply) what disappeared.
 
@@ -496,19 +591,30 @@ def apply_course_enrollments(
         now=now,
         insert_extra={"course_id": course_id, "first_seen_at": now},
         keep=keep,
+        changes=changes,
+        entity=cl.ENROLLMENT,
+        key_of=lambda v: cl.enrollment_key(v["moodle_course_id"], v["moodle_user_id"]),
     )
     result.unmatched = unmatched
     if deactivate:
         scope.gone_ids.extend(gone)
+        scope.gone_keys.update(result.gone_keys)
         scope.active_before += active
     else:
         result.kept_unseen = len(gone)
     return result
 
 
-def finish_enrollments(session: Session, scope: EnrollmentScope, *, now: datetime, guard: DeactivationGuard) -> int:
+def finish_enrollments(
+    session: Session,
+    scope: EnrollmentScope,
+    *,
+    now: datetime,
+    guard: DeactivationGuard,
+    changes: ChangeLog | None = None,
+) -> int:
     guard.check("enrollments", len(scope.gone_ids), scope.active_before)
-    return _deactivate(session, UserCourseEnrollment, scope.gone_ids, now)
+    return _deactivate(session, UserCourseEnrollment, scope.gone_ids, now, changes, cl.ENROLLMENT, scope.gone_keys)
 
 
 def active_courses(session: Session) -> list[tuple[int, int]]:
@@ -523,8 +629,28 @@ def active_courses(session: Session) -> list[tuple[int, int]]:
     ]
 
 
-def deactivate_enrollments_of_inactive_courses(session: Session, *, now: datetime) -> int:
+def _deactivate_enrollments_logged(
+    session: Session, conditions: Sequence[Any], now: datetime, changes: ChangeLog
+) -> int:
+    """Deactivate the active enrollments matching each condition, logging each one: one read of
+    their keys per condition, then UPDATEs by id."""
+    keys: dict[int, str] = {}
+    for condition in conditions:
+        for row in session.execute(
+            select(
+                UserCourseEnrollment.id, UserCourseEnrollment.moodle_course_id, UserCourseEnrollment.moodle_user_id
+            ).where(condition, UserCourseEnrollment.is_active.is_(True))
+        ):
+            keys[row.id] = cl.enrollment_key(row.moodle_course_id, row.moodle_user_id)
+    return _deactivate(session, UserCourseEnrollment, list(keys), now, changes, cl.ENROLLMENT, keys)
+
+
+def deactivate_enrollments_of_inactive_courses(
+    session: Session, *, now: datetime, changes: ChangeLog | None = None
+) -> int:
     inactive = select(CourseCatalog.id).where(CourseCatalog.is_active.is_(False))
+    if changes is not None:
+        return _deactivate_enrollments_logged(session, [UserCourseEnrollment.course_id.in_(inactive)], now, changes)
     return rowcount(
         session.execute(
             update(UserCourseEnrollment)
