@@ -157,10 +157,10 @@ def _take_or_claim(context: AssetExecutionContext, target: SyncTarget, history: 
 def _close_downstream(context: AssetExecutionContext, target: SyncTarget, history: SyncHistory) -> None:
     """`target` failed: the targets of this run that depend on it will not run; say so at once."""
     tags = dict(context.run.tags)
-    selection = context.run.asset_selection
+    selection = context.run.asset_selection  # empty (or None) when the run executes its whole job
     in_run = run_targets(
         context.run.job_name,
-        None if selection is None else [key.to_user_string() for key in selection],
+        [key.to_user_string() for key in selection] if selection else None,
         claimed_run_ids(tags),
     )
     after = downstream(target, in_run)
