@@ -71,15 +71,6 @@ def test_a_second_run_while_one_is_running_is_skipped(defs, instance):
     assert f"#{holder.run_id}" in latest.skip_reason
 
 
-def test_enrollments_before_users_are_unmatched_and_flagged(defs, instance):
-    assert defs.resolve_job_def("sync_course_catalog").execute_in_process(instance=instance).success
-    result = defs.resolve_job_def("sync_enrollments").execute_in_process(instance=instance)
-    run = SyncHistory(engine()).recent(target="ENROLLMENTS", limit=1)[0]
-    assert run.status == "SUCCESS" and run.rows_unmatched == 22 and run.rows_inserted == 0
-    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks["no_unmatched_enrollments"] is False
-
-
 def test_failed_sync_closes_the_row_with_a_readable_error_and_no_secret(defs, instance, app_env, caplog):
     requests.post(f"{app_env.url}/__emulator__/faults", json={"script": [{"fault": "http_503", "count": 100}]}, timeout=5)
     caplog.set_level(logging.DEBUG)

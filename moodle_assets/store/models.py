@@ -110,6 +110,7 @@ class IntegrationSyncRun(Base):
     rows_unchanged: Mapped[int | None] = mapped_column(Integer)
     rows_deactivated: Mapped[int | None] = mapped_column(Integer)
     rows_rejected: Mapped[int | None] = mapped_column(Integer)
+    rows_skipped: Mapped[int | None] = mapped_column(Integer)
     rows_unmatched: Mapped[int | None] = mapped_column(Integer)
     requests_made: Mapped[int | None] = mapped_column(Integer)
     retries: Mapped[int | None] = mapped_column(Integer)

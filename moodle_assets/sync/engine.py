@@ -95,7 +95,6 @@ NO_CONTROL = SyncControl()
 class SyncOutcome:
     counts: RunCounts = field(default_factory=RunCounts)
     rejected: list[tuple[int | None, str]] = field(default_factory=list)
-    skipped: int = 0
     details: dict[str, Any] = field(default_factory=dict)
     # Who the token was and what it could see (site info + probes at the start).
     access: TokenAccess | None = None
@@ -120,6 +119,7 @@ class SyncOutcome:
         self.counts.unchanged += result.unchanged
         self.counts.deactivated += result.deactivated
         self.counts.unmatched += result.unmatched
+        self.counts.skipped += result.unmatched  # fetched, left out: the user is not in the directory yet
         if result.rejected:
             self.reject(result.rejected)
 
@@ -271,7 +271,7 @@ def sync_course_catalog(
         default_currency=options.default_currency,
     )
     outcome.counts.fetched = categories.fetched + courses.fetched
-    outcome.skipped = categories.skipped + courses.skipped
+    outcome.counts.skipped = categories.skipped + courses.skipped
     outcome.reject(_rejections(categories) + _rejections(courses))
     admin = access.identity.is_site_admin
     sees_hidden_categories = admin or access.visibility.hidden_categories is True
@@ -393,7 +393,7 @@ def sync_user_directory(
     rows = _user_rows(fetcher, ids, options.concurrency, control)
     users = mappers.map_rows(mappers.map_moodle_user_row, rows, synced_at=now)
     outcome.counts.fetched = users.fetched
-    outcome.skipped = users.skipped
+    outcome.counts.skipped = users.skipped
     outcome.reject(_rejections(users))
     # A user listed among the participants but not returned by id (deleted in between, or
     # hidden from this token), or whose row was rejected, is not "gone": only ids Moodle no
