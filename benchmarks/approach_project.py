@@ -49,7 +49,11 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
         return original(wsfunction, params, **kwargs)
 
     client.call = recorded_call  # paginate() calls self.call: every page is logged
-    options = SyncOptions()
+    # The change log's cost: compare a run with `changelog_retention_days: 0` (log off) in cfg.
+    options = SyncOptions(
+        changelog_retention_days=int(cfg.get("changelog_retention_days", SyncOptions().changelog_retention_days))
+    )
+    out["changelog_retention_days"] = options.changelog_retention_days
     fetcher = MoodleFetcher(client, enrolment_page_size=options.enrolment_page_size,
                             user_id_page_size=options.user_id_page_size, user_batch_size=options.user_batch_size)
     engine = create_app_engine(cfg["db_url"])

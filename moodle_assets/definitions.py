@@ -60,6 +60,7 @@ def build_definitions(settings: Settings) -> Definitions:
                 max_deactivate_fraction=settings.max_deactivate_fraction,
                 deactivation_guard_min_rows=settings.deactivate_min_rows,
                 max_unreadable_course_fraction=settings.max_unreadable_course_fraction,
+                changelog_retention_days=settings.changelog_retention_days,
             ),
         },
     )

@@ -411,10 +411,15 @@ def get_courses_by_field(ctx: Ctx, args: dict):
 
 # ------------------------------------------------------------------ users
 
+# Moodle's `_lastloaded` preference is the time of the request; one name for that clock so a
+# test comparing two answers byte for byte can hold it still.
+clock = time.time
+
+
 def _preferences(ctx: Ctx) -> list:
     return [
         {"name": "last_time_enrolments_synced", "value": ctx.ds.site.enrolments_synced},
-        {"name": "_lastloaded", "value": int(time.time())},
+        {"name": "_lastloaded", "value": int(clock())},
     ]
 
 

@@ -20,6 +20,10 @@ MIN_FREQUENCY_MINUTES = 1
 MAX_FREQUENCY_MINUTES = 60 * 24 * 30
 
 
+# The rule, worded once for every message that refuses a frequency (CLI and admin page).
+FREQUENCY_RULE = f"frequency must be between {MIN_FREQUENCY_MINUTES} and {MAX_FREQUENCY_MINUTES} minutes (30 days)"
+
+
 class ConfigValidationError(ValueError):
     """A config change was refused; the message says why and is safe to show to a user."""
 
@@ -48,25 +52,19 @@ def _to_config(row: IntegrationSyncConfig) -> TargetConfig:
 def parse_frequency(value: object) -> int:
     """A whole number of minutes in range, from an int or a form/CLI string."""
     if isinstance(value, bool):
-        raise ConfigValidationError("frequency must be a whole number of minutes")
+        raise ConfigValidationError(f"{FREQUENCY_RULE}, a whole number")
     if isinstance(value, str):
         text = value.strip()
         # ASCII digits only: str.isdigit() also accepts "²" and "١٢", which int() refuses
         if not (text.isascii() and text.isdigit()):
-            raise ConfigValidationError(f"frequency must be a whole number of minutes, got {value[:40]!r}")
+            raise ConfigValidationError(f"{FREQUENCY_RULE}, a whole number; got {value[:40]!r}")
         if len(text.lstrip("0")) > len(str(MAX_FREQUENCY_MINUTES)):  # and int() refuses > 4,300 digits
-            raise ConfigValidationError(
-                f"frequency must be between {MIN_FREQUENCY_MINUTES} and {MAX_FREQUENCY_MINUTES} minutes (30 days), "
-                f"got {text[:12]}…"
-            )
+            raise ConfigValidationError(f"{FREQUENCY_RULE}, got {text[:12]}…")
         value = int(text)
     if not isinstance(value, int):
-        raise ConfigValidationError(f"frequency must be a whole number of minutes, got {value!r}")
+        raise ConfigValidationError(f"{FREQUENCY_RULE}, a whole number; got {value!r}")
     if not MIN_FREQUENCY_MINUTES <= value <= MAX_FREQUENCY_MINUTES:
-        raise ConfigValidationError(
-            f"frequency must be between {MIN_FREQUENCY_MINUTES} and {MAX_FREQUENCY_MINUTES} minutes (30 days), "
-            f"got {value}"
-        )
+        raise ConfigValidationError(f"{FREQUENCY_RULE}, got {value}")
     return value
 
 

@@ -71,15 +71,6 @@ def test_a_second_run_while_one_is_running_is_skipped(defs, instance):
     assert f"#{holder.run_id}" in latest.skip_reason
 
 
-def test_enrollments_before_users_are_unmatched_and_flagged(defs, instance):
-    assert defs.resolve_job_def("sync_course_catalog").execute_in_process(instance=instance).success
-    result = defs.resolve_job_def("sync_enrollments").execute_in_process(instance=instance)
-    run = SyncHistory(engine()).recent(target="ENROLLMENTS", limit=1)[0]
-    assert run.status == "SUCCESS" and run.rows_unmatched == 22 and run.rows_inserted == 0
-    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks["no_unmatched_enrollments"] is False
-
-
 def test_failed_sync_closes_the_row_with_a_readable_error_and_no_secret(defs, instance, app_env, caplog):
     requests.post(f"{app_env.url}/__emulator__/faults", json={"script": [{"fault": "http_503", "count": 100}]}, timeout=5)
     caplog.set_level(logging.DEBUG)
@@ -93,3 +84,32 @@ def test_failed_sync_closes_the_row_with_a_readable_error_and_no_secret(defs, in
     assert token not in caplog.text
     for record in instance.all_logs(result.run_id):
         assert token not in (record.user_message or "")
+
+
+def test_materialization_shows_the_runs_changes_from_the_change_log(defs, instance):
+    from sqlalchemy import select
+
+    from moodle_assets.store.db import transaction
+    from moodle_assets.store.models import IntegrationChangeLog
+
+    result = defs.resolve_job_def("sync_all").execute_in_process(instance=instance)
+    assert result.success
+    runs = {r.target: r for r in SyncHistory(engine()).recent()}
+    meta = materialization(result, "enrollments").metadata
+    assert meta["changes_total"].value == 22
+    assert meta["changes_by_kind"].value == {"inserted": 22, "updated": 0, "deactivated": 0, "reactivated": 0}
+    sample = meta["changes_sample"].value
+    lines = sample.splitlines()
+    assert lines[0] == "| entity | Moodle key | kind | columns |" and len([l for l in lines if l.startswith("| enrollment")]) == 10
+    assert "… and 12 more" in sample
+    with transaction(engine()) as s:
+        logged = s.execute(
+            select(IntegrationChangeLog.moodle_key).where(IntegrationChangeLog.run_id == runs["ENROLLMENTS"].id)
+            .order_by(IntegrationChangeLog.id).limit(10)
+        ).scalars().all()
+    assert [l.split(" | ")[1] for l in lines[2:12]] == logged  # the sample is the run's first logged rows
+    catalog = materialization(result, "course_catalog").metadata
+    assert catalog["changes_by_entity"].value == {"category": 4, "course": 6}
+    again = defs.resolve_job_def("sync_all").execute_in_process(instance=instance)
+    meta = materialization(again, "user_directory").metadata
+    assert meta["changes_total"].value == 0 and meta["changes_sample"].value == "_no changes_"

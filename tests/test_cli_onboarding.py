@@ -162,7 +162,12 @@ def test_an_unresolvable_database_host(tmp_path):
 
 
 def test_a_data_directory_that_cannot_be_created(tmp_path):
+    # `runs` only reads: a database that is not there is refused, never created (exit 2).
     out = run(["runs"], tmp_path, MOODLE_INTEGRATION_DATA_DIR="/proc/moodle-integration-test")
+    assert out.returncode == 2 and "does not exist" in out.stderr
+    assert "/proc/moodle-integration-test" in out.stderr.splitlines()[0]
+    assert_no_traceback(out)
+    out = run(["db", "upgrade"], tmp_path, MOODLE_INTEGRATION_DATA_DIR="/proc/moodle-integration-test")
     assert out.returncode == 1
     assert "/proc/moodle-integration-test" in out.stderr.splitlines()[0]
     assert "MOODLE_INTEGRATION_DATA_DIR" in out.stderr
@@ -182,7 +187,7 @@ def test_a_read_only_data_directory(tmp_path):
         assert out.returncode == 1
         assert f"SQLite database {mount}/moodle_integration.sqlite3" in out.stderr and "read-only" in out.stderr
         assert_no_traceback(out)
-        out = run(["runs"], tmp_path, MOODLE_INTEGRATION_DATA_DIR=str(mount / "new"))
+        out = run(["db", "upgrade"], tmp_path, MOODLE_INTEGRATION_DATA_DIR=str(mount / "new"))
         assert out.returncode == 1 and "Read-only file system" in out.stderr
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)

@@ -18,6 +18,7 @@ from ..core.validation import ConfigError
 from ..settings import Settings, load_settings
 from ..web.demo import EmulatorMissing
 from . import exit_codes
+from .database import open_existing
 from .logging_setup import configure_logging
 
 
@@ -99,6 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="recent sync runs", description="List recent sync runs, newest first.")
     runs.add_argument("--target", type=_target_arg, metavar="T")
     runs.add_argument("--limit", type=int, default=20)
+
+    changes = sub.add_parser(
+        "changes",
+        help="what the syncs changed (the change log)",
+        description="List what the syncs changed, row by row, from the change log (integration_change_log): time, "
+        "sync run, target, entity, Moodle key, kind (inserted, updated, deactivated, reactivated) and the changed "
+        "columns. Prints the database it reads; never creates one.",
+    )
+    picked = changes.add_mutually_exclusive_group()
+    picked.add_argument("--run", type=int, metavar="N", help="the changes of sync run N (see `runs`)")
+    picked.add_argument("--since", metavar="T", help="changes since T: an ISO time (UTC if no zone) or 24h, 7d, 30m")
+    changes.add_argument("--target", type=_target_arg, metavar="T", help=f"one of {_targets_help()}")
+    changes.add_argument("--json", action="store_true", help="print one JSON object (database, total, changes)")
+    changes.add_argument("--limit", type=int, default=100, help="show the last N matching changes (default 100)")
 
     serve = sub.add_parser(
         "serve",
@@ -187,7 +202,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "config":
         from schedules.config_table import ConfigValidationError, list_configs, update_config
 
-        upgrade(settings.database_url)
+        if args.config_command == "show":
+            refused = open_existing(settings)
+            if refused is not None:
+                return refused
+        else:
+            upgrade(settings.database_url)
         engine = engine_for(settings.database_url)
         if args.config_command == "set":
             if args.enabled is None and args.every is None:
@@ -216,10 +236,42 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from ..history import SyncHistory
         from .history_output import print_runs
 
-        upgrade(settings.database_url)
+        refused = open_existing(settings)
+        if refused is not None:
+            return refused
         history = SyncHistory(engine_for(settings.database_url), heartbeat_timeout=settings.heartbeat_timeout_seconds)
         return print_runs(history, target=args.target, limit=args.limit)
+    if args.command == "changes":
+        return _changes(args, settings)
     raise AssertionError(args.command)
+
+
+def _changes(args: argparse.Namespace, settings: Settings) -> int:
+    from ..core.clock import utcnow
+    from ..store.changelog import ChangeFilter
+    from ..store.db import engine_for
+    from .changes_output import parse_since, print_changes
+    from .database import describe_database
+
+    if args.limit < 1:
+        print("error: --limit must be at least 1", file=sys.stderr)
+        return exit_codes.USAGE
+    try:
+        since = parse_since(args.since, now=utcnow()) if args.since else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exit_codes.USAGE
+    refused = open_existing(settings, header=sys.stderr if args.json else None)
+    if refused is not None:
+        return refused
+    where = ChangeFilter(run_id=args.run, since=since, target=args.target.value if args.target else None)
+    return print_changes(
+        engine_for(settings.database_url),
+        where,
+        limit=args.limit,
+        as_json=args.json,
+        database=describe_database(settings).removeprefix("database: "),
+    )
 
 
 def _fmt(value) -> str:

@@ -31,7 +31,7 @@ from ..store.migrate import upgrade
 from . import exit_codes
 from .failures import split_cause_fix
 
-UPSTREAM_FAILED = "not run: an upstream target failed in the same Dagster run"
+UPSTREAM_FAILED = "not run: upstream failed (a target it depends on failed in the same Dagster run)"
 INTERRUPTED = "interrupted: the sync command was stopped before this target finished"
 
 
@@ -124,10 +124,11 @@ def _summary(target: str, row) -> str:
         if fix:
             lines.append(f"{'':<26}fix: {fix}")
         return "\n".join(lines)
+    queued = f", queued {row.queued_seconds:.1f} s before" if row.queued_seconds is not None else ""
+    seconds = f"{row.duration_seconds:.1f}" if row.duration_seconds is not None else "?"
     text = (
-        f"{target:<16} SUCCESS  fetched {row.rows_fetched}, inserted {row.rows_inserted}, updated {row.rows_updated}, "
-        f"unchanged {row.rows_unchanged}, deactivated {row.rows_deactivated}, rejected {row.rows_rejected}, "
-        f"unmatched {row.rows_unmatched}; {row.requests_made} requests in {row.duration_seconds:.1f} s{who}"
+        f"{target:<16} SUCCESS  {row.breakdown}; deactivated {row.rows_deactivated}, "
+        f"unmatched {row.rows_unmatched}; {row.requests_made} requests in {seconds} s{queued}{who}"
     )
     for warning in (row.warning or "").splitlines():
         text += f"\n{'':<17}warning: {warning}"

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from schedules import config_table
 
 from ..core.clock import utcnow
-from ..core.counts import RunCounts
+from ..core.counts import RunCounts, breakdown
 from ..core.redaction import clip, redact
 from ..core.targets import SyncStatus, SyncTarget, SyncTrigger
 from ..store.db import rowcount, transaction
@@ -156,6 +156,7 @@ class RunRow:
     token_username: str | None = None
     token_is_site_admin: bool | None = None
     warning: str | None = None
+    rows_skipped: int | None = None
 
     @property
     def token_label(self) -> str | None:
@@ -166,17 +167,54 @@ class RunRow:
         return f"{self.token_username or '?'} (id {self.token_user_id}{admin})"
 
     @property
+    def sync_started_at(self) -> datetime | None:
+        """When the sync itself began: its worker took the row (`take`, right before the engine
+        reads anything). None when no worker ever took it (skipped, refused before the start, or
+        its Dagster run ended first)."""
+        return self.worker_started_at
+
+    @property
     def duration_seconds(self) -> float | None:
-        """The sync's own time (from when its worker started), without queue and start-up."""
-        if self.finished_at is None:
+        """The sync's own time (from when its worker started to finish), without queue and
+        start-up; None while running or when no worker started it."""
+        if self.finished_at is None or self.worker_started_at is None:
             return None
-        return (self.finished_at - (self.worker_started_at or self.started_at)).total_seconds()
+        return max(0.0, (self.finished_at - self.worker_started_at).total_seconds())
 
     @property
     def queued_seconds(self) -> float | None:
+        """From the claim (trigger, schedule tick, `sync` command) to the sync's start."""
         if self.worker_started_at is None:
             return None
         return max(0.0, (self.worker_started_at - self.started_at).total_seconds())
+
+    @property
+    def has_counts(self) -> bool:
+        """Row counts are known: a SUCCESS row (a failed sync writes nothing, so its row counts are
+        unknown, not zero)."""
+        return self.status == SyncStatus.SUCCESS.value and self.rows_fetched is not None
+
+    @property
+    def counts_add_up(self) -> bool | None:
+        """fetched = inserted + updated + unchanged + rejected + skipped; None when not known."""
+        if not self.has_counts or self.rows_skipped is None:
+            return None
+        parts = (self.rows_inserted, self.rows_updated, self.rows_unchanged, self.rows_rejected, self.rows_skipped)
+        return self.rows_fetched == sum(p or 0 for p in parts)
+
+    @property
+    def breakdown(self) -> str | None:
+        """``fetched 30 = inserted 5 + … + skipped 3`` for a SUCCESS row; None when not known."""
+        if not self.has_counts:
+            return None
+        return breakdown(
+            self.rows_fetched or 0,
+            self.rows_inserted or 0,
+            self.rows_updated or 0,
+            self.rows_unchanged or 0,
+            self.rows_rejected or 0,
+            self.rows_skipped or 0,
+        )
 
 
 def _row(run: IntegrationSyncRun) -> RunRow:
@@ -205,6 +243,7 @@ def _count_values(counts: RunCounts) -> dict[str, object]:
         "rows_unchanged": counts.unchanged,
         "rows_deactivated": counts.deactivated,
         "rows_rejected": counts.rejected,
+        "rows_skipped": counts.skipped,
         "rows_unmatched": counts.unmatched,
         "requests_made": counts.requests,
         "retries": counts.retries,
@@ -680,6 +719,67 @@ class SyncHistory:
                 recorded.append(row.id)
         return recorded
 
+    def close_not_run(
+        self,
+        dagster_run_id: str,
+        targets: Sequence[SyncTarget],
+        trigger: SyncTrigger,
+        reason: str,
+        *,
+        now: datetime | None = None,
+    ) -> list[int]:
+        """Targets of a Dagster run that will not run (an upstream target failed in the same run):
+        FAILED with `reason` at once. A row claimed for the run that no worker took yet is closed;
+        a target with no row of this run gets a closed one; a row a worker holds is left alone."""
+        now = now or utcnow()
+        text = clip(redact(reason) or "")
+        closed: list[int] = []
+        with self._transaction() as session:
+            for target in targets:
+                rows = session.scalars(
+                    select(IntegrationSyncRun).where(
+                        IntegrationSyncRun.dagster_run_id == dagster_run_id,
+                        IntegrationSyncRun.target == target.value,
+                    )
+                ).all()
+                if not rows:
+                    row = IntegrationSyncRun(
+                        target=target.value,
+                        status=SyncStatus.FAILED.value,
+                        trigger=trigger.value,
+                        dagster_run_id=dagster_run_id,
+                        started_at=now,
+                        finished_at=now,
+                        forced=False,
+                        error=text,
+                    )
+                    session.add(row)
+                    session.flush()
+                    closed.append(row.id)
+                    continue
+                for row in rows:
+                    if row.status == SyncStatus.RUNNING.value and row.worker_token is None:
+                        row.status, row.finished_at, row.error = SyncStatus.FAILED.value, now, text
+                        closed.append(row.id)
+        self.release(closed)
+        return closed
+
+    def never_succeeded(self, targets: Iterable[SyncTarget]) -> list[SyncTarget]:
+        """The targets among `targets` that have no SUCCESS row (never synced)."""
+        wanted = list(targets)
+        with self._transaction() as session:
+            done = set(
+                session.scalars(
+                    select(IntegrationSyncRun.target)
+                    .where(
+                        IntegrationSyncRun.target.in_([t.value for t in wanted]),
+                        IntegrationSyncRun.status == SyncStatus.SUCCESS.value,
+                    )
+                    .distinct()
+                ).all()
+            )
+        return [t for t in wanted if t.value not in done]
+
     def skip(
         self,
         target: SyncTarget,
@@ -759,6 +859,21 @@ class SyncHistory:
             if target is not None:
                 query = query.where(IntegrationSyncRun.target == SyncTarget.parse(target).value)
             return [_row(r) for r in session.scalars(query.limit(limit)).all()]
+
+    def last_run(self, target: SyncTarget) -> RunRow | None:
+        """The newest row that is a sync (RUNNING, SUCCESS or FAILED), not a skipped slot: its
+        time and status belong together."""
+        with self._transaction() as session:
+            run = session.scalars(
+                select(IntegrationSyncRun)
+                .where(
+                    IntegrationSyncRun.target == target.value,
+                    IntegrationSyncRun.status != SyncStatus.SKIPPED.value,
+                )
+                .order_by(IntegrationSyncRun.started_at.desc(), IntegrationSyncRun.id.desc())
+                .limit(1)
+            ).first()
+            return _row(run) if run else None
 
     def running(self) -> list[RunRow]:
         with self._transaction() as session:

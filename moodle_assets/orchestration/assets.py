@@ -37,7 +37,7 @@ from dagster import (
 from resources.app_db import AppDatabaseResource
 from resources.moodle import MoodleResource
 
-from ..core.counts import RunCounts
+from ..core.counts import RunCounts, breakdown
 from ..core.redaction import error_text
 from ..core.targets import (
     ASSET_GROUP,
@@ -52,7 +52,9 @@ from ..core.targets import (
 from ..history import LostOwnership, Ownership, SyncHistory
 from ..sync.engine import SYNC_FUNCTIONS, SyncControl, SyncOutcome, SyncStopped, prepare_access
 from ..sync.fetch import MoodleFetcher
+from .change_metadata import change_metadata
 from .launch import claimed_run_ids
+from .prerequisites import downstream, refusal, run_targets, upstream_failed_reason
 from .resources import SyncOptionsResource
 from .run_state import dead_run_reporter, run_state_checker
 
@@ -153,6 +155,39 @@ def _take_or_claim(context: AssetExecutionContext, target: SyncTarget, history: 
     return history.take(claim.run_id, context.run_id)
 
 
+def _close_downstream(context: AssetExecutionContext, target: SyncTarget, history: SyncHistory) -> None:
+    """`target` failed: the targets of this run that depend on it will not run; say so at once."""
+    tags = dict(context.run.tags)
+    selection = context.run.asset_selection  # empty (or None) when the run executes its whole job
+    in_run = run_targets(
+        context.run.job_name,
+        [key.to_user_string() for key in selection] if selection else None,
+        claimed_run_ids(tags),
+    )
+    after = downstream(target, in_run)
+    if not after:
+        return
+    try:
+        closed = history.close_not_run(
+            context.run_id, after, SyncTrigger.from_tag(tags.get(TAG_TRIGGER)), upstream_failed_reason(target)
+        )
+    except Exception as exc:  # the run-status sensor closes them later; never hide the real failure
+        context.log.warning(f"could not record {[t.value for t in after]} as not run: {error_text(exc)}")
+        return
+    if closed:
+        context.log.info(f"{', '.join(t.value for t in after)}: {upstream_failed_reason(target)}")
+
+
+def _refuse(context: AssetExecutionContext, target: SyncTarget, history: SyncHistory, owner: Ownership) -> None:
+    """Close the row FAILED and fail the step when an upstream target has never synced."""
+    reason = refusal(history, target)
+    if reason is None:
+        return
+    history.finish(owner, SyncStatus.FAILED, error=reason)
+    _close_downstream(context, target, history)
+    raise Failure(description=f"{target.value} refused: {reason}", metadata={"sync_run_id": owner.run_id})
+
+
 def run_target(
     context: AssetExecutionContext,
     target: SyncTarget,
@@ -164,6 +199,7 @@ def run_target(
     owner = _take_or_claim(context, target, history)
     if owner is None:
         return  # no materialization: nothing was synced (the history row says why)
+    _refuse(context, target, history, owner)
     trigger = SyncTrigger.from_tag(context.run.tags.get(TAG_TRIGGER))
     options = sync_options.options()
     client = moodle.get_client()
@@ -182,6 +218,7 @@ def run_target(
                 stop_reason=beat.stop_reason,
                 begin_apply=lambda session: history.fence(owner, session, final=False),
                 fence=lambda session: history.fence(owner, session, final=True),
+                run_id=owner.run_id,
             )
             # Who the token is and what it can see, before anything else: recorded on the run
             # row even when the sync then fails.
@@ -210,6 +247,7 @@ def run_target(
             history.note_after_close(owner, f"{_worker()} was still alive; it ended with: {message}")
             if lost:
                 message = f"{message} (nothing was written: the write transaction was fenced off)"
+        _close_downstream(context, target, history)
         raise Failure(
             description=f"{target.value} sync failed; the previous data is unchanged. {message}",
             metadata={"sync_run_id": owner.run_id, "requests": metrics["requests"], "retries": metrics["retries"]},
@@ -221,6 +259,7 @@ def run_target(
     warning = "\n".join(outcome.warnings) or None
     if not history.finish(owner, SyncStatus.SUCCESS, counts=counts, warning=warning):
         history.note_after_close(owner, f"{_worker()} was still alive and committed its changes before it noticed")
+        _close_downstream(context, target, history)
         raise Failure(description=f"{target.value}: lost ownership of sync run #{owner.run_id} before it finished")
     duration = time.monotonic() - started
     for rejected_id, reason in outcome.rejected[:10]:
@@ -237,8 +276,11 @@ def run_target(
         "rows_unchanged": counts.unchanged,
         "rows_deactivated": counts.deactivated,
         "rows_rejected": counts.rejected,
+        "rows_skipped": counts.skipped,
         "rows_unmatched": counts.unmatched,
-        "rows_skipped": outcome.skipped,
+        "rows": breakdown(
+            counts.fetched, counts.inserted, counts.updated, counts.unchanged, counts.rejected, counts.skipped
+        ),
         "requests": metrics["requests"],
         "retries": metrics["retries"],
         "responses_429": metrics["responses_429"],
@@ -247,6 +289,7 @@ def run_target(
         "duration_seconds": round(duration, 3),
         "requests_by_function": MetadataValue.json(metrics["requests_by_function"]),
         "details": MetadataValue.json(outcome.details),
+        **change_metadata(outcome.changes),
     }
     if outcome.access is not None:
         identity = outcome.access.identity

@@ -23,6 +23,7 @@ class SyncOptionsResource(ConfigurableResource):
     max_deactivate_fraction: float = Field(default=_DEFAULTS.max_deactivate_fraction)
     deactivation_guard_min_rows: int = Field(default=_DEFAULTS.deactivation_guard_min_rows)
     max_unreadable_course_fraction: float = Field(default=_DEFAULTS.max_unreadable_course_fraction)
+    changelog_retention_days: int = Field(default=_DEFAULTS.changelog_retention_days)
 
     def options(self) -> SyncOptions:
         return SyncOptions(**{name: getattr(self, name) for name in SyncOptions.__dataclass_fields__})

@@ -229,6 +229,15 @@ class Settings(BaseModel):
         le=1,
         group="Sync",
     )
+    changelog_retention_days: int = _var(
+        _SYNC.changelog_retention_days,
+        "MOODLE_CHANGELOG_RETENTION_DAYS",
+        "days the change log (`integration_change_log`: what each sync changed) keeps its rows, pruned at the end "
+        "of each sync; 0 turns the change log off",
+        ge=0,
+        le=36_500,
+        group="Sync",
+    )
     heartbeat_timeout_seconds: int = _var(
         DEFAULT_HEARTBEAT_TIMEOUT_S,
         "MOODLE_SYNC_HEARTBEAT_TIMEOUT_SECONDS",

@@ -12,6 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
 
 from .db import create_app_engine, normalize_url
 
@@ -41,6 +42,24 @@ def current_revision(url: str) -> str | None:
             return MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another backend or an in-memory database)."""
+    parsed = make_url(normalize_url(url))
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def existing_revision(url: str) -> tuple[bool, str | None]:
+    """(exists, applied revision) of the app database, without creating it: a SQLite file that is
+    not there is reported missing, never created (connecting would create it)."""
+    path = sqlite_file(url)
+    if path is not None and not path.is_file():
+        return False, None
+    return True, current_revision(url)
 
 
 def head_revision() -> str:

@@ -40,6 +40,7 @@ NAMING_CONVENTION = {
 
 SYNC_STATUSES = tuple(s.value for s in SyncStatus)
 SYNC_TRIGGERS = tuple(t.value for t in SyncTrigger)
+CHANGE_KINDS = ("inserted", "updated", "deactivated", "reactivated")
 
 
 class Base(DeclarativeBase):
@@ -109,6 +110,7 @@ class IntegrationSyncRun(Base):
     rows_unchanged: Mapped[int | None] = mapped_column(Integer)
     rows_deactivated: Mapped[int | None] = mapped_column(Integer)
     rows_rejected: Mapped[int | None] = mapped_column(Integer)
+    rows_skipped: Mapped[int | None] = mapped_column(Integer)
     rows_unmatched: Mapped[int | None] = mapped_column(Integer)
     requests_made: Mapped[int | None] = mapped_column(Integer)
     retries: Mapped[int | None] = mapped_column(Integer)
@@ -197,6 +199,31 @@ class UserCourseEnrollment(Base):
     last_access_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IntegrationChangeLog(Base):
+    """One row per stored row a sync changed, written in the sync's own transaction.
+
+    `id` only grows: it is the cursor of a downstream consumer (`WHERE id > :cursor ORDER BY id`).
+    Rows older than MOODLE_CHANGELOG_RETENTION_DAYS are pruned at the end of each sync.
+    """
+
+    __tablename__ = "integration_change_log"
+    __table_args__ = (
+        CheckConstraint(_in("kind", CHANGE_KINDS), name="kind_known"),
+        Index("ix_integration_change_log_run_id", "run_id"),
+        Index("ix_integration_change_log_target_id", "target", "id"),
+    )
+
+    # BigInteger on PostgreSQL (a busy site logs many rows); SQLite needs INTEGER for its rowid alias.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    run_id: Mapped[int | None] = mapped_column(Integer)
+    target: Mapped[str] = mapped_column(String(32), nullable=False)
+    entity: Mapped[str] = mapped_column(String(32), nullable=False)
+    moodle_key: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    changed_columns: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
 CONTRACT_TABLES = (

@@ -9,22 +9,27 @@ Each `apply_*` function runs inside the caller's transaction (one per target) an
 - marks rows that disappeared from Moodle `is_active = false` (never deletes), only within the
   scope the caller says was fetched completely, and only when the caller says the token could
   have seen them (`deactivate=False` keeps them and counts them in `kept_unseen`);
+- tells the sync's `ChangeLog` (when given; see changelog.py) each row it inserts, updates,
+  deactivates or reactivates, from the comparison it makes anyway: no extra per-row query;
 - refuses, through `DeactivationGuard`, to deactivate more than a set share of the active
   rows in one run, so a Moodle permission glitch that returns empty lists cannot wipe a table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session
 
+from . import changelog as cl
+from .changelog import ChangeLog
 from .db import rowcount
 from .models import CourseCatalog, CourseCategory, User, UserCourseEnrollment
+from .raw import RawValues, insert_raw
 
 CATEGORY_FIELDS = ("name", "parent_moodle_category_id", "path", "depth", "sort_order", "is_visible")
 COURSE_FIELDS = (
@@ -88,6 +93,8 @@ class ApplyResult:
     unmatched: int = 0
     # Active rows Moodle did not list, kept active because the token could not have seen them.
     kept_unseen: int = 0
+    # Local id -> Moodle key of the rows found gone (filled only when changes are logged).
+    gone_keys: dict[int, Any] = field(default_factory=dict)
 
     def add(self, other: ApplyResult) -> ApplyResult:
         self.inserted += other.inserted
@@ -153,6 +160,9 @@ def _diff_keyed(
     now: datetime,
     insert_extra: Mapping[str, Any] | None = None,
     keep: Iterable[Any] | None = None,
+    changes: ChangeLog | None = None,
+    entity: str = "",
+    key_of: Callable[[Mapping[str, Any]], Any] | None = None,
 ) -> tuple[ApplyResult, list[int], int]:
     """Insert/update `desired` (key -> column values) against the rows in `scope`.
 
@@ -163,6 +173,10 @@ def _diff_keyed(
     deactivated: the caller applies the guard first), and the number of active rows in scope.
     Keys in `keep` (rows Moodle still lists but that were rejected as malformed) are never
     counted as gone: a bad row leaves the stored one as it was.
+
+    With `changes`, every insert and update is logged as `entity`, keyed by `key_of(values)`
+    (default: the key), and the Moodle keys of the `gone` rows are kept in `result.gone_keys`
+    for the caller's deactivation to log.
     """
     keep_keys = set(keep or ())
     key_col = getattr(model, key_name)
@@ -172,6 +186,11 @@ def _diff_keyed(
         query = query.where(scope)
     existing: dict[Any, tuple] = {row[1]: tuple(row) for row in session.execute(query)}
     result = ApplyResult()
+    label = key_of or (lambda values: values[key_name])
+
+    def stored(row: tuple) -> dict[str, Any]:
+        return {key_name: row[1], **{f: row[3 + i] for i, f in enumerate(fields)}}
+
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for key, values in desired.items():
@@ -182,6 +201,8 @@ def _diff_keyed(
             if insert_extra:
                 record.update(insert_extra)
             inserts.append(record)
+            if changes is not None:
+                changes.add(entity, label(record), cl.INSERTED)
             continue
         wanted_active = values.get("is_active", True)
         known = [(i, f) for i, f in enumerate(fields) if f in values]
@@ -190,6 +211,9 @@ def _diff_keyed(
             updates.append(
                 {"id": row[0], **{f: values[f] for _, f in known}, "is_active": wanted_active, "synced_at": now}
             )
+            if changes is not None:
+                columns = [f for i, f in known if not _same(row[3 + i], values[f])]
+                changes.add(entity, label(stored(row)), cl.kind_of(bool(row[2]), bool(wanted_active)), columns)
         else:
             result.unchanged += 1
     if inserts:
@@ -199,12 +223,25 @@ def _diff_keyed(
     result.updated = len(updates)
     active_in_scope = sum(1 for row in existing.values() if row[2])
     gone = [row[0] for key, row in existing.items() if row[2] and key not in desired and key not in keep_keys]
+    if changes is not None and gone:
+        gone_ids = set(gone)
+        result.gone_keys = {row[0]: label(stored(row)) for row in existing.values() if row[0] in gone_ids}
     return result, gone, active_in_scope
 
 
-def _deactivate(session: Session, model: Any, ids: Sequence[int], now: datetime) -> int:
+def _deactivate(
+    session: Session,
+    model: Any,
+    ids: Sequence[int],
+    now: datetime,
+    changes: ChangeLog | None = None,
+    entity: str = "",
+    keys: Mapping[int, Any] | None = None,
+) -> int:
     for chunk in _chunks(list(ids)):
         session.execute(update(model).where(model.id.in_(chunk)).values(is_active=False, synced_at=now))
+    if changes is not None and keys is not None:
+        changes.add_many(entity, (keys[i] for i in ids), cl.DEACTIVATED)
     return len(ids)
 
 
@@ -222,6 +259,8 @@ def _deactivate_or_keep(
     now: datetime,
     guard: DeactivationGuard,
     deactivate: bool,
+    changes: ChangeLog | None = None,
+    entity: str = "",
 ) -> list[int]:
     """Deactivate `gone` (after the guard), or, when the token could not have seen them, keep
     them and count them. Returns the ids deactivated."""
@@ -229,7 +268,7 @@ def _deactivate_or_keep(
         result.kept_unseen = len(gone)
         return []
     guard.check(label, len(gone), active)
-    result.deactivated = _deactivate(session, model, gone, now)
+    result.deactivated = _deactivate(session, model, gone, now, changes, entity, result.gone_keys)
     return list(gone)
 
 
@@ -241,15 +280,34 @@ def apply_categories(
     guard: DeactivationGuard,
     keep: Iterable[int] = (),
     deactivate: bool = True,
+    changes: ChangeLog | None = None,
 ) -> ApplyResult:
     """Upsert categories; deactivate those Moodle no longer lists, if `deactivate` (the token
     sees hidden categories: otherwise a missing one may only have been hidden)."""
     desired = {r.moodle_category_id: known_values(r, CATEGORY_FIELDS) for r in records}
     result, gone, active = _diff_keyed(
-        session, CourseCategory, "moodle_category_id", CATEGORY_FIELDS, desired, now=now, keep=keep
+        session,
+        CourseCategory,
+        "moodle_category_id",
+        CATEGORY_FIELDS,
+        desired,
+        now=now,
+        keep=keep,
+        changes=changes,
+        entity=cl.CATEGORY,
     )
     _deactivate_or_keep(
-        session, CourseCategory, "categories", result, gone, active, now=now, guard=guard, deactivate=deactivate
+        session,
+        CourseCategory,
+        "categories",
+        result,
+        gone,
+        active,
+        now=now,
+        guard=guard,
+        deactivate=deactivate,
+        changes=changes,
+        entity=cl.CATEGORY,
     )
     return result
 
@@ -269,6 +327,7 @@ def apply_courses(
     guard: DeactivationGuard,
     keep: Iterable[int] = (),
     deactivate: bool = True,
+    changes: ChangeLog | None = None,
 ) -> tuple[ApplyResult, int]:
     """Upsert courses; deactivate courses gone from Moodle and their enrollments, if
     `deactivate` (the token demonstrably sees every course, hidden ones included).
@@ -283,16 +342,40 @@ def apply_courses(
             values["category_id"] = categories.get(r.moodle_category_id) if r.moodle_category_id is not None else None
         desired[r.moodle_course_id] = values
     result, gone, active = _diff_keyed(
-        session, CourseCatalog, "moodle_course_id", COURSE_FIELDS, desired, now=now, keep=keep
+        session,
+        CourseCatalog,
+        "moodle_course_id",
+        COURSE_FIELDS,
+        desired,
+        now=now,
+        keep=keep,
+        changes=changes,
+        entity=cl.COURSE,
     )
     closed = _deactivate_or_keep(
-        session, CourseCatalog, "courses", result, gone, active, now=now, guard=guard, deactivate=deactivate
+        session,
+        CourseCatalog,
+        "courses",
+        result,
+        gone,
+        active,
+        now=now,
+        guard=guard,
+        deactivate=deactivate,
+        changes=changes,
+        entity=cl.COURSE,
     )
-    enrollments_closed = deactivate_enrollments_of_courses(session, closed, now=now)
+    enrollments_closed = deactivate_enrollments_of_courses(session, closed, now=now, changes=changes)
     return result, enrollments_closed
 
 
-def deactivate_enrollments_of_courses(session: Session, course_ids: Sequence[int], *, now: datetime) -> int:
+def deactivate_enrollments_of_courses(
+    session: Session, course_ids: Sequence[int], *, now: datetime, changes: ChangeLog | None = None
+) -> int:
+    if changes is not None:
+        return _deactivate_enrollments_logged(
+            session, [UserCourseEnrollment.course_id.in_(chunk) for chunk in _chunks(list(course_ids))], now, changes
+        )
     closed = 0
     for chunk in _chunks(list(course_ids)):
         closed += rowcount(
@@ -316,6 +399,7 @@ def apply_users(
     guard: DeactivationGuard,
     listed: Iterable[int] | None = None,
     deactivate: bool = True,
+    changes: ChangeLog | None = None,
 ) -> ApplyResult:
     """Upsert users keyed on the Moodle id; link a local user by email; never merge two Moodle ids.
 
@@ -374,6 +458,10 @@ def apply_users(
                     continue
                 if current is None and holder_moodle is None:
                     # Link the existing local user to this Moodle account.
+                    if changes is not None:
+                        linked = holder._mapping
+                        columns = ["moodle_user_id"] + [f for f, v in values.items() if not _same(linked[f], v)]
+                        changes.add(cl.USER, r.moodle_user_id, cl.kind_of(linked["is_active"], True), columns)
                     updates.append(
                         {
                             "id": holder.id,
@@ -403,13 +491,17 @@ def apply_users(
         if changed:
             if "email" in values and old["email"] != values["email"]:
                 email_changes.append(current.id)
+            if changes is not None:
+                columns = [f for f, v in values.items() if not _same(old[f], v)]
+                changes.add(cl.USER, r.moodle_user_id, cl.kind_of(old["is_active"], True), columns)
             updates.append({"id": current.id, **values, "is_active": True, "synced_at": now})
         else:
             result.unchanged += 1
     seen = {r.moodle_user_id for r in records} | set(listed or ())
-    gone = [
-        row.id for m, row in by_moodle.items() if row.is_active and m not in seen and row.moodle_user_id is not None
-    ]
+    gone_keys = {
+        row.id: m for m, row in by_moodle.items() if row.is_active and m not in seen and row.moodle_user_id is not None
+    }
+    gone = list(gone_keys)
     active = sum(1 for row in rows if row.is_active and row.moodle_user_id is not None)
     if deactivate:
         guard.check("users", len(gone), active)
@@ -421,12 +513,12 @@ def apply_users(
     _update_rows(session, User, updates)
     raw = RawValues(session)
     now_raw, active_raw = raw.ts(now), raw.flag(True)
-    columns = ("moodle_user_id", *USER_FIELDS, "is_active", "synced_at")
+    insert_columns = ("moodle_user_id", *USER_FIELDS, "is_active", "synced_at")
     for chunk in _chunks(inserts, INSERT_CHUNK):
         insert_raw(
             session,
             "users",
-            columns,
+            insert_columns,
             [
                 (
                     r.moodle_user_id,
@@ -443,9 +535,11 @@ def apply_users(
                 for r in chunk
             ],
         )
+    if changes is not None:
+        changes.add_many(cl.USER, (r.moodle_user_id for r in inserts), cl.INSERTED)
     result.inserted = len(inserts)
     result.updated = len(updates)
-    result.deactivated = _deactivate(session, User, gone, now)
+    result.deactivated = _deactivate(session, User, gone, now, changes, cl.USER, gone_keys)
     return result
 
 
@@ -463,71 +557,7 @@ class EnrollmentScope:
 
     gone_ids: list[int] = field(default_factory=list)
     active_before: int = 0
-
-
-class RawValues:
-    """Python values as the driver stores and returns them (no per-row SQLAlchemy type processing).
-
-    SQLite keeps booleans as 0/1 and timestamps as naive-UTC text in SQLAlchemy's own format
-    (``YYYY-MM-DD HH:MM:SS.ffffff``, what ``UTCDateTime`` + the SQLite ``DATETIME`` type write);
-    PostgreSQL (psycopg2) takes and returns bools and aware datetimes. A timestamp's *stamp* is
-    what staging keeps and diffs compare: the stored text on SQLite, epoch seconds on PostgreSQL.
-    Values converted here compare equal to the stored ones exactly when the typed values would.
-    """
-
-    def __init__(self, bind: Session | Engine):
-        dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
-        self.sqlite = dialect.name == "sqlite"
-
-    def ts(self, value: datetime | None) -> Any:
-        """A datetime as the driver takes it."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r} given to a UTC column; attach a time zone")
-        if not self.sqlite:
-            return value
-        if value.tzinfo is not UTC:
-            value = value.astimezone(UTC)
-        text = value.replace(tzinfo=None).isoformat(" ")
-        return text if value.microsecond else text + ".000000"
-
-    def stamp(self, value: datetime | None) -> Any:
-        if value is None:
-            return None
-        return self.ts(value) if self.sqlite else value.timestamp()
-
-    def stored_stamp(self, stored: Any) -> Any:
-        if stored is None or self.sqlite:
-            return stored
-        return stored.timestamp()
-
-    def stamp_param(self, stamp: Any) -> Any:
-        if stamp is None or self.sqlite:
-            return stamp
-        return datetime.fromtimestamp(stamp, UTC)
-
-    def stamp_value(self, stamp: Any) -> datetime | None:
-        if stamp is None:
-            return None
-        if self.sqlite:
-            return datetime.fromisoformat(stamp).replace(tzinfo=UTC)
-        return datetime.fromtimestamp(stamp, UTC)
-
-    def flag(self, value: bool) -> Any:
-        return int(value) if self.sqlite else bool(value)
-
-    def stage_enrollment(self, r: Any) -> tuple[Any, ...]:
-        """An EnrollmentRecord as a compact staged tuple (see `apply_course_enrollments`)."""
-        withheld = r.withheld
-        return (
-            r.moodle_user_id,
-            r.moodle_course_id,
-            self.flag(r.is_active),
-            r.roles,
-            None if "last_access_at" in withheld else self.stamp(r.last_access_at),
-            ",".join(sorted(withheld)) or None,
-        )
+    gone_keys: dict[int, Any] = field(default_factory=dict)
 
 
 _ENROLLMENT_STORED = text(
@@ -545,27 +575,6 @@ _ENROLLMENT_INSERT_COLUMNS = (
     "first_seen_at",
     "synced_at",
 )
-
-
-def insert_raw(session: Session, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-    """Bulk INSERT of driver-ready tuples in the session's transaction: one ``executemany`` on
-    SQLite, ``execute_values`` (multi-row VALUES, 1000 rows a statement) on PostgreSQL."""
-    if not rows:
-        return
-    connection = session.connection()
-    names = ", ".join(columns)
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql(
-            f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", list(rows)
-        )
-        return
-    from psycopg2.extras import execute_values
-
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        execute_values(cursor, f"INSERT INTO {table} ({names}) VALUES %s", rows, page_size=1000)
-    finally:
-        cursor.close()
 
 
 @dataclass
@@ -593,8 +602,9 @@ class CoursePlan:
     Plain lists and ints (`astuple` is marshal-able, for on-disk staging)."""
 
     inserts: list[tuple[Any, ...]]  # (user_id, moodle user, moodle course, is_active, roles, stamp)
-    updates: list[tuple[Any, ...]]  # (id, moodle user, moodle course, is_active, roles, stamp, withheld)
-    gone: list[int]  # active rows Moodle no longer lists (ids)
+    # (id, moodle user, moodle course, is_active, roles, stamp, withheld, was active, changed columns)
+    updates: list[tuple[Any, ...]]
+    gone: list[tuple[int, Any, Any]]  # active rows Moodle no longer lists: (id, moodle course, moodle user)
     active_in_scope: int
     unchanged: int
     unmatched: int
@@ -644,10 +654,26 @@ def plan_course_enrollments(
             or ("roles" not in hidden and not _same(old[5], roles))
             or ("last_access_at" not in hidden and not _same(raw.stored_stamp(old[6]), stamp))
         ):
-            updates.append((old[0], moodle_user, moodle_course, active, roles, stamp, withheld))
+            columns = [
+                name
+                for name, differs in (
+                    ("moodle_user_id", old[3] != moodle_user),
+                    ("moodle_course_id", old[4] != moodle_course),
+                    ("roles", not _same(old[5], roles)),
+                    ("last_access_at", not _same(raw.stored_stamp(old[6]), stamp)),
+                )
+                if differs and name not in hidden
+            ]
+            updates.append(
+                (old[0], moodle_user, moodle_course, active, roles, stamp, withheld, bool(old[2]), ",".join(columns))
+            )
         else:
             unchanged += 1
-    gone = [old[0] for user_id, old in existing.items() if old[2] and user_id not in desired and user_id not in keep]
+    gone = [
+        (old[0], old[4], old[3])
+        for user_id, old in existing.items()
+        if old[2] and user_id not in desired and user_id not in keep
+    ]
     active_in_scope = sum(1 for old in existing.values() if old[2])
     return CoursePlan(inserts, updates, gone, active_in_scope, unchanged, unmatched)
 
@@ -661,12 +687,19 @@ def apply_course_plan(
     scope: EnrollmentScope,
     deactivate: bool = True,
     writer: EnrollmentWriter,
+    changes: ChangeLog | None = None,
 ) -> ApplyResult:
     """Write one course's plan in the caller's transaction (inserts through `writer`, flushed by
     the caller); collect (not yet apply) what disappeared, or count it as kept when the token
-    could not see every participant (`deactivate=False`)."""
+    could not see every participant (`deactivate=False`). With `changes`, each insert and update
+    is logged, and the keys of the gone rows are kept for `finish_enrollments` to log."""
     raw = writer.raw
     now_raw = raw.ts(now)
+    if changes is not None:
+        changes.add_many(cl.ENROLLMENT, (cl.enrollment_key(row[2], row[1]) for row in plan.inserts), cl.INSERTED)
+        for _id, moodle_user, moodle_course, active, _r, _s, _w, was_active, columns in plan.updates:
+            key = cl.enrollment_key(moodle_course, moodle_user)
+            changes.add(cl.ENROLLMENT, key, cl.kind_of(was_active, bool(active)), columns.split(",") if columns else ())
     for user_id, moodle_user, moodle_course, active, roles, stamp in plan.inserts:
         writer.add(
             (
@@ -682,7 +715,7 @@ def apply_course_plan(
             )
         )
     updates: list[dict[str, Any]] = []
-    for row_id, moodle_user, moodle_course, active, roles, stamp, withheld in plan.updates:
+    for row_id, moodle_user, moodle_course, active, roles, stamp, withheld, _was, _cols in plan.updates:
         values: dict[str, Any] = {
             "moodle_user_id": moodle_user,
             "moodle_course_id": moodle_course,
@@ -697,7 +730,9 @@ def apply_course_plan(
         inserted=len(plan.inserts), updated=len(updates), unchanged=plan.unchanged, unmatched=plan.unmatched
     )
     if deactivate:
-        scope.gone_ids.extend(plan.gone)
+        scope.gone_ids.extend(row_id for row_id, _course, _user in plan.gone)
+        if changes is not None:
+            scope.gone_keys.update((row_id, cl.enrollment_key(course, user)) for row_id, course, user in plan.gone)
         scope.active_before += plan.active_in_scope
     else:
         result.kept_unseen = len(plan.gone)
@@ -715,6 +750,7 @@ def apply_course_enrollments(
     keep_moodle_users: Iterable[int] = (),
     deactivate: bool = True,
     writer: EnrollmentWriter | None = None,
+    changes: ChangeLog | None = None,
 ) -> ApplyResult:
     """Upsert one course's enrollment snapshot inside the transaction: read its stored rows,
     plan, apply (`plan_course_enrollments`, `apply_course_plan`). Without a `writer` the new rows
@@ -723,7 +759,9 @@ def apply_course_enrollments(
     writer = writer or EnrollmentWriter(session, RawValues(session))
     stored = session.execute(_ENROLLMENT_STORED, {"course_id": course_id})
     plan = plan_course_enrollments(stored, staged, users=users, keep_moodle_users=keep_moodle_users, raw=writer.raw)
-    result = apply_course_plan(session, course_id, plan, now=now, scope=scope, deactivate=deactivate, writer=writer)
+    result = apply_course_plan(
+        session, course_id, plan, now=now, scope=scope, deactivate=deactivate, writer=writer, changes=changes
+    )
     if own_writer:
         writer.flush()
     return result
@@ -785,9 +823,16 @@ def stored_fingerprint(session: Session) -> tuple[Any, ...]:
     return tuple(session.execute(text(_FINGERPRINT_SQL)).one())
 
 
-def finish_enrollments(session: Session, scope: EnrollmentScope, *, now: datetime, guard: DeactivationGuard) -> int:
+def finish_enrollments(
+    session: Session,
+    scope: EnrollmentScope,
+    *,
+    now: datetime,
+    guard: DeactivationGuard,
+    changes: ChangeLog | None = None,
+) -> int:
     guard.check("enrollments", len(scope.gone_ids), scope.active_before)
-    return _deactivate(session, UserCourseEnrollment, scope.gone_ids, now)
+    return _deactivate(session, UserCourseEnrollment, scope.gone_ids, now, changes, cl.ENROLLMENT, scope.gone_keys)
 
 
 def active_courses(session: Session) -> list[tuple[int, int]]:
@@ -802,8 +847,28 @@ def active_courses(session: Session) -> list[tuple[int, int]]:
     ]
 
 
-def deactivate_enrollments_of_inactive_courses(session: Session, *, now: datetime) -> int:
+def _deactivate_enrollments_logged(
+    session: Session, conditions: Sequence[Any], now: datetime, changes: ChangeLog
+) -> int:
+    """Deactivate the active enrollments matching each condition, logging each one: one read of
+    their keys per condition, then UPDATEs by id."""
+    keys: dict[int, str] = {}
+    for condition in conditions:
+        for row in session.execute(
+            select(
+                UserCourseEnrollment.id, UserCourseEnrollment.moodle_course_id, UserCourseEnrollment.moodle_user_id
+            ).where(condition, UserCourseEnrollment.is_active.is_(True))
+        ):
+            keys[row.id] = cl.enrollment_key(row.moodle_course_id, row.moodle_user_id)
+    return _deactivate(session, UserCourseEnrollment, list(keys), now, changes, cl.ENROLLMENT, keys)
+
+
+def deactivate_enrollments_of_inactive_courses(
+    session: Session, *, now: datetime, changes: ChangeLog | None = None
+) -> int:
     inactive = select(CourseCatalog.id).where(CourseCatalog.is_active.is_(False))
+    if changes is not None:
+        return _deactivate_enrollments_logged(session, [UserCourseEnrollment.course_id.in_(inactive)], now, changes)
     return rowcount(
         session.execute(
             update(UserCourseEnrollment)

@@ -41,7 +41,7 @@ from .. import mappers
 from ..core.clock import utcnow
 from ..core.counts import RunCounts
 from ..core.targets import SyncTarget
-from ..store import upserts
+from ..store import changelog, upserts
 from ..store.db import transaction
 from .access import CoursesRefused, TokenAccess, capability_for, read_access
 from .fetch import MoodleFetcher
@@ -71,6 +71,7 @@ class SyncControl:
     stop_reason: Callable[[], str | None] = _no_stop  # a reason stops the sync
     begin_apply: Callable[[Session], None] = _no_check  # first in the write transaction
     fence: Callable[[Session], None] = _no_check  # last in it, right before commit
+    run_id: int | None = None  # the history row this sync runs under, named in its change log
 
     def check(self) -> None:
         reason = self.stop_reason()
@@ -94,13 +95,14 @@ NO_CONTROL = SyncControl()
 class SyncOutcome:
     counts: RunCounts = field(default_factory=RunCounts)
     rejected: list[tuple[int | None, str]] = field(default_factory=list)
-    skipped: int = 0
     details: dict[str, Any] = field(default_factory=dict)
     # Who the token was and what it could see (site info + probes at the start).
     access: TokenAccess | None = None
     # What a person should know although the run succeeded: rows kept because the token could
     # not see them, fields it was not shown, courses that refused it. Shown in the history row.
     warnings: list[str] = field(default_factory=list)
+    # What the sync changed (written to the change log in its transaction); disabled: log off.
+    changes: changelog.ChangeSummary = field(default_factory=lambda: changelog.ChangeSummary(enabled=False))
 
     def warn(self, text: str) -> None:
         self.warnings.append(text)
@@ -117,8 +119,26 @@ class SyncOutcome:
         self.counts.unchanged += result.unchanged
         self.counts.deactivated += result.deactivated
         self.counts.unmatched += result.unmatched
+        self.counts.skipped += result.unmatched  # fetched, left out: the user is not in the directory yet
         if result.rejected:
             self.reject(result.rejected)
+
+
+def _change_log(target: SyncTarget, options: SyncOptions, control: SyncControl) -> changelog.ChangeLog | None:
+    return changelog.for_sync(target.value, control.run_id, options.changelog_retention_days)
+
+
+def _bind_changes(changes: changelog.ChangeLog | None, session: Session) -> None:
+    """Let the change log write as it fills, in the apply transaction (memory stays flat)."""
+    if changes is not None:
+        changes.bind(session)
+
+
+def _log_changes(outcome: SyncOutcome, changes: changelog.ChangeLog | None, session: Session) -> None:
+    """Write the change log inside the apply transaction (last before the fence)."""
+    if changes is not None:
+        changes.flush(session)
+        outcome.changes = changes.summary()
 
 
 def _guard(options: SyncOptions) -> upserts.DeactivationGuard:
@@ -257,14 +277,16 @@ def sync_course_catalog(
         default_currency=options.default_currency,
     )
     outcome.counts.fetched = categories.fetched + courses.fetched
-    outcome.skipped = categories.skipped + courses.skipped
+    outcome.counts.skipped = categories.skipped + courses.skipped
     outcome.reject(_rejections(categories) + _rejections(courses))
     admin = access.identity.is_site_admin
     sees_hidden_categories = admin or access.visibility.hidden_categories is True
     unseen_courses = max(0, _course_count(category_rows) - _rows_listed_in_categories(course_rows))
     sees_every_course = admin or (sees_hidden_categories and unseen_courses == 0)
     guard = _guard(options)
+    changes = _change_log(SyncTarget.COURSE_CATALOG, options, control)
     with control.apply(engine) as session:
+        _bind_changes(changes, session)
         cat_result = upserts.apply_categories(
             session,
             categories.records,
@@ -272,10 +294,18 @@ def sync_course_catalog(
             guard=guard,
             keep=_listed_ids(categories),
             deactivate=sees_hidden_categories,
+            changes=changes,
         )
         course_result, enrollments_closed = upserts.apply_courses(
-            session, courses.records, now=now, guard=guard, keep=_listed_ids(courses), deactivate=sees_every_course
+            session,
+            courses.records,
+            now=now,
+            guard=guard,
+            keep=_listed_ids(courses),
+            deactivate=sees_every_course,
+            changes=changes,
         )
+        _log_changes(outcome, changes, session)
     outcome.apply(cat_result)
     outcome.apply(course_result)
     if not sees_hidden_categories and cat_result.kept_unseen:
@@ -370,7 +400,7 @@ def sync_user_directory(
     rows = _user_rows(fetcher, ids, options.concurrency, control)
     users = mappers.map_rows(mappers.map_moodle_user_row, rows, synced_at=now)
     outcome.counts.fetched = users.fetched
-    outcome.skipped = users.skipped
+    outcome.counts.skipped = users.skipped
     outcome.reject(_rejections(users))
     # A user listed among the participants but not returned by id (deleted in between, or
     # hidden from this token), or whose row was rejected, is not "gone": only ids Moodle no
@@ -378,10 +408,19 @@ def sync_user_directory(
     returned = {r.moodle_user_id for r in users.records} | _listed_ids(users)
     missing = [i for i in ids if i not in returned]
     sees_every_user = access.identity.is_site_admin or access.visibility.all_users is True
+    changes = _change_log(SyncTarget.USER_DIRECTORY, options, control)
     with control.apply(engine) as session:
+        _bind_changes(changes, session)
         result = upserts.apply_users(
-            session, users.records, now=now, guard=_guard(options), listed=ids, deactivate=sees_every_user
+            session,
+            users.records,
+            now=now,
+            guard=_guard(options),
+            listed=ids,
+            deactivate=sees_every_user,
+            changes=changes,
         )
+        _log_changes(outcome, changes, session)
     outcome.apply(result)
     if not sees_every_user:
         outcome.warn(
@@ -609,7 +648,9 @@ def sync_enrollments(
         staging.finish_writes()
         scope = upserts.EnrollmentScope()
         kept_unseen = 0
+        changes = _change_log(SyncTarget.ENROLLMENTS, options, control)
         with control.apply(engine) as session:
+            _bind_changes(changes, session)
             planned = upserts.stored_fingerprint(session) == before
             outcome.details["enrollments_diffed_during_fetch"] = planned
             users = planned_users if planned else upserts.user_ids(session)
@@ -626,6 +667,7 @@ def sync_enrollments(
                         scope=scope,
                         deactivate=sees_every_participant,
                         writer=writer,
+                        changes=changes,
                     )
                 else:
                     keep = kept.get(moodle_id, [])
@@ -641,12 +683,18 @@ def sync_enrollments(
                         keep_moodle_users=keep,
                         deactivate=sees_every_participant,
                         writer=writer,
+                        changes=changes,
                     )
                 kept_unseen += result.kept_unseen
                 outcome.apply(result)
             writer.flush()
-            outcome.counts.deactivated += upserts.finish_enrollments(session, scope, now=now, guard=_guard(options))
-            outcome.counts.deactivated += upserts.deactivate_enrollments_of_inactive_courses(session, now=now)
+            outcome.counts.deactivated += upserts.finish_enrollments(
+                session, scope, now=now, guard=_guard(options), changes=changes
+            )
+            outcome.counts.deactivated += upserts.deactivate_enrollments_of_inactive_courses(
+                session, now=now, changes=changes
+            )
+            _log_changes(outcome, changes, session)
         if not sees_every_participant and kept_unseen:
             missing = [
                 cap

@@ -26,3 +26,5 @@ class SyncOptions:
     # their participants to the token fails (nothing written); a smaller share succeeds with a
     # warning, those courses' enrolments kept as they were.
     max_unreadable_course_fraction: float = 0.1
+    # Days the change log (integration_change_log) keeps its rows; 0 turns the change log off.
+    changelog_retention_days: int = 90

@@ -16,8 +16,6 @@ Routes (each answers 405 for other methods):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.concurrency import run_in_threadpool
@@ -35,7 +33,7 @@ from schedules.config_table import (
 
 from ..core.clock import utcnow
 from ..core.targets import TARGET_SPECS, LaunchOutcome, SyncStatus, SyncTarget, SyncTrigger
-from ..history import RunRow, RunState, SyncHistory
+from ..history import SyncHistory
 from ..orchestration.run_state import run_state_checker
 from .common import (
     BodyTooLarge,
@@ -48,6 +46,7 @@ from .common import (
 )
 from .connection import check_route, connection_view
 from .launcher import launch_targets
+from .run_view import RunView, absolute, aware, duration, last_run, relative, run_view
 from .security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -57,6 +56,8 @@ from .security import (
     sign,
     unsign,
 )
+
+__all__ = ["ADMIN_PATH", "RunView", "admin_routes", "duration", "run_view"]
 
 ADMIN_PATH = "/dashboard/admin/integration"
 FLASH_COOKIE = "moodle_flash"
@@ -69,52 +70,7 @@ TITLES = {
 }
 
 
-# --- presentation helpers ---------------------------------------------------------------------
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def absolute(value: datetime | None) -> str:
-    value = _aware(value)
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
-
-
-def relative(value: datetime | None, now: datetime) -> str:
-    value = _aware(value)
-    if value is None:
-        return "never"
-    seconds = (value - now).total_seconds()
-    future, seconds = seconds > 0, abs(seconds)
-    if seconds < 45:
-        text = "a few seconds"
-    elif seconds < 90 * 60:
-        minutes = round(seconds / 60)
-        text = f"{minutes} min"
-    elif seconds < 36 * 3600:
-        hours = round(seconds / 3600)
-        text = f"{hours} h"
-    else:
-        days = round(seconds / 86400)
-        text = f"{days} day{'s' if days != 1 else ''}"
-    return f"in {text}" if future else f"{text} ago"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 90:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 90:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+# --- presentation helpers (rows: run_view.py) -------------------------------------------------
 
 
 def every(minutes: int) -> str:
@@ -125,56 +81,6 @@ def every(minutes: int) -> str:
         hours = minutes // 60
         return "every hour" if hours == 1 else f"every {hours} hours"
     return "every minute" if minutes == 1 else f"every {minutes} minutes"
-
-
-@dataclass
-class RunView:
-    id: int
-    status: str
-    status_label: str
-    trigger: str
-    started: str
-    started_title: str
-    duration: str
-    counts: list[tuple[str, int]]
-    message: str | None
-    message_kind: str
-    dagster_run_id: str | None
-    dagster_short: str | None
-
-
-def run_view(row: RunRow, now: datetime, dagster_status: str | None) -> RunView:
-    status_label = row.status.lower()
-    if row.status == SyncStatus.RUNNING:
-        status_label = "queued" if dagster_status == RunState.QUEUED else "running"
-    counts = []
-    if row.status in (SyncStatus.SUCCESS, SyncStatus.FAILED) and row.rows_fetched is not None:
-        counts = [
-            ("fetched", row.rows_fetched or 0),
-            ("inserted", row.rows_inserted or 0),
-            ("updated", row.rows_updated or 0),
-            ("deactivated", row.rows_deactivated or 0),
-            ("rejected", row.rows_rejected or 0),
-        ]
-    message = row.error or row.skip_reason or (f"warning: {row.warning}" if row.warning else None)
-    if row.status == SyncStatus.RUNNING and row.worker_pid is not None:
-        # Who is working on it, for whoever wonders whether it is stuck.
-        beat = relative(row.heartbeat_at, now) if row.heartbeat_at else "never"
-        message = f"pid {row.worker_pid} on host {row.worker_host}; last heartbeat {beat}"
-    return RunView(
-        id=row.id,
-        status=row.status,
-        status_label=status_label,
-        trigger=row.trigger,
-        started=relative(row.started_at, now),
-        started_title=absolute(row.started_at),
-        duration=duration(row.duration_seconds) if row.status != SyncStatus.SKIPPED else "",
-        counts=counts,
-        message=message,
-        message_kind="error" if row.error else "note",
-        dagster_run_id=row.dagster_run_id,
-        dagster_short=row.dagster_run_id[:8] if row.dagster_run_id else None,
-    )
 
 
 def build_panels(history: SyncHistory, instance, errors: dict | None = None, values: dict | None = None) -> list[dict]:
@@ -197,8 +103,15 @@ def build_panels(history: SyncHistory, instance, errors: dict | None = None, val
                     except Exception:
                         state = None
             runs.append(run_view(row, now, state))
-        finished = next((r for r in rows if r.status in (SyncStatus.SUCCESS, SyncStatus.FAILED)), None)
-        next_at = _aware(config.next_run_at)
+        newest = history.last_run(target)
+        newest_state = None
+        if newest is not None and newest.status == SyncStatus.RUNNING and newest.dagster_run_id and checker:
+            try:
+                newest_state = checker(newest.dagster_run_id)
+            except Exception:
+                newest_state = None
+        last = last_run(newest, now, newest_state)
+        next_at = aware(config.next_run_at)
         if not config.enabled:
             next_text, next_title = "not scheduled (disabled)", ""
         elif next_at is None or next_at <= now:
@@ -218,9 +131,10 @@ def build_panels(history: SyncHistory, instance, errors: dict | None = None, val
                 "frequency": values.get(target.value, {}).get("frequency", config.frequency_minutes),
                 "every": every(config.frequency_minutes),
                 "saved_enabled": config.enabled,
-                "last_run": relative(config.last_run_at, now),
-                "last_run_title": absolute(config.last_run_at),
-                "last_status": finished.status if finished else None,
+                "last_run": last.text,
+                "last_run_title": last.title,
+                "last_status": last.status,
+                "last_pill": last.pill,
                 "next_run": next_text,
                 "next_run_title": next_title,
                 "running": running,
@@ -400,7 +314,10 @@ def make_admin_endpoints(webserver):
         except ConfigValidationError as exc:
             message = str(exc)
             if not raw_frequency.strip():
-                message = "frequency is required: a whole number of minutes"
+                message = (
+                    f"frequency is required: a whole number of minutes between {MIN_FREQUENCY_MINUTES} "
+                    f"and {MAX_FREQUENCY_MINUTES} (30 days)"
+                )
             return await run_in_threadpool(
                 _page,
                 webserver,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .access import access_routes
 from .admin import admin_routes
+from .changes import changes_routes
 from .trigger import trigger_routes
 
-ROUTE_FACTORIES = [trigger_routes, admin_routes, access_routes]
+ROUTE_FACTORIES = [trigger_routes, admin_routes, changes_routes, access_routes]

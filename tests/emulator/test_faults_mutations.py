@@ -276,8 +276,10 @@ def test_generation_is_deterministic(make_emu):
 
 
 def test_large_lists_stream_as_identical_chunked_json(make_emu, monkeypatch):
-    from moodle_emulator import encoding
+    from moodle_emulator import encoding, functions
 
+    # The users' `_lastloaded` preference is the request time: two calls a second apart differ.
+    monkeypatch.setattr(functions, "clock", lambda: 1795700000.0)
     c = make_emu(scale="demo", seed=42)
     params = {"criteria[0][key]": "email", "criteria[0][value]": "%"}
     plain = c.call("core_user_get_users", params)

@@ -53,7 +53,8 @@ def test_two_processes_share_one_rate_budget_zero_429s(cli_deployment, tmp_path)
     from moodle_assets.history import SyncHistory
 
     emu = cli_deployment
-    assert main(["sync", "--target", "COURSE_CATALOG"]) == 0  # enrolments need the courses
+    # ENROLLMENTS is refused until courses and users have synced once.
+    assert main(["sync", "--target", "COURSE_CATALOG", "--target", "USER_DIRECTORY"]) == 0
     engine = engine_for(os.environ["DATABASE_URL"])
 
     # Burst 3: request starts are spaced by the throttle, but on a loaded 2-core box an arrival

@@ -8,6 +8,7 @@ from the link. The last test takes the admin page screenshot the README shows
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from urllib.parse import urlsplit
@@ -122,7 +123,7 @@ def test_run_now_shows_the_run_finish_and_links_to_the_dagster_run_page(page, li
     assert row.get_attribute("data-status") == "SUCCESS", row.inner_text()
     expect(row).to_contain_text("manual")
     expect(row).to_contain_text("fetched")
-    link = row.get_by_role("link")
+    link = row.get_by_role("link", name=re.compile("^Dagster run "))
     run_id = link.get_attribute("href").rsplit("/", 1)[1]
     assert len(run_id) == 36
     link.click()
@@ -146,8 +147,8 @@ def test_graphql_launch_shows_up_in_the_admin_page(page, live_web, tmp_path):
     page.goto(url)
     row = wait_for_row(
         page, url, "target-user_directory",
-        lambda r: r.get_by_role("link").count() == 1
-        and r.get_by_role("link").get_attribute("href") == f"/runs/{run_id}"
+        lambda r: r.get_by_role("link", name=re.compile("^Dagster run ")).count() == 1
+        and r.get_by_role("link", name=re.compile("^Dagster run ")).get_attribute("href") == f"/runs/{run_id}"
         and r.get_attribute("data-status") in ("SUCCESS", "FAILED"),
         "the GraphQL-launched run to appear and finish",
     )
