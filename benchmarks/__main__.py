@@ -177,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="scales at which the baselines also run rate-limited (the project runs at every limited scale)")
     p.add_argument("--cost-model", action="store_true",
                    help="also run scale S against a single-worker emulator that sleeps its modelled server time")
+    p.add_argument("--changelog-retention-days", type=int, default=None,
+                   help="the project's change log retention (0: change log off, to measure its cost; default: the "
+                        "product default)")
+    p.add_argument("--fixed-cost", action="store_true",
+                   help="also time one CLI sync (`moodle-integration sync --all`) of an empty emulated site")
     p.add_argument("--quick", action="store_true", help="demo scale, SQLite, no dlt: the smoke test")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per child process")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
@@ -210,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": report.machine(),
         "settings": {"scales": scales, "backends": backends, "approaches": approaches, "rate_limit_rps": args.rate_limit,
-                     "rate_limit_scales": limited_scales, "quick": args.quick},
+                     "rate_limit_scales": limited_scales, "quick": args.quick,
+                     "changelog_retention_days": args.changelog_retention_days},
         "scales": {},
     }
     dbs = Databases(backends, workdir)
@@ -219,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         for scale in scales:
             results["scales"][scale] = run_scale(scale, backends, approaches, args, limited_scales, baseline_limited,
                                                  dbs, workdir)
+            _write(results, out_dir, args.name)
+        if args.fixed_cost:
+            results["fixed_cost"] = run_fixed_cost(workdir, args)
             _write(results, out_dir, args.name)
         if args.cost_model:
             results["cost_model"] = run_cost_model(dbs, workdir, args)
@@ -261,6 +270,8 @@ def run_scale(scale, backends, approaches, args, limited_scales, baseline_limite
                     label = f"{scale}_{backend}_{approach}"
                     cfg = {"approach": approach, "url": emu.url, "token": TOKEN, "rps": rps, "scale": scale,
                            "backend": backend, "concurrency": 4}
+                    if args.changelog_retention_days is not None:
+                        cfg["changelog_retention_days"] = args.changelog_retention_days
                     # dlt creates its own tables (same names): it gets an empty database of the same kind
                     cfg["db_url"] = dbs.fresh(backend, label, migrate=approach != "dlt")
                     if approach == "project":
@@ -278,6 +289,37 @@ def run_scale(scale, backends, approaches, args, limited_scales, baseline_limite
         emu.control("/__emulator__/faults", {})
     project = next((r for r in out["runs"] if r["approach"] == "project" and not r.get("error")), None)
     out["api_minimum"] = api_minimum(out["dataset"], project.get("courses_without_enrolments") if project else None)
+    return out
+
+
+def run_fixed_cost(workdir: Path, args) -> dict[str, Any]:
+    """What one CLI sync costs outside Moodle: `moodle-integration sync --all` in a fresh process
+    (as cron or a person runs it) against an emulated site with no courses and no users but the
+    admin, into a fresh SQLite database; run twice (the first creates the database)."""
+    out: dict[str, Any] = {"site": "emulator --scale empty", "backend": "sqlite"}
+    cli = Path(sys.executable).with_name("moodle-integration")
+    data = workdir / "fixed-cost"
+    try:
+        with EmulatorProcess("empty") as emu:
+            env = dict(os.environ, MOODLE_URL=emu.url, MOODLE_TOKEN=TOKEN, MOODLE_INTEGRATION_DATA_DIR=str(data),
+                       DATABASE_URL=f"sqlite:///{data / 'app.sqlite3'}")
+            env.pop("DAGSTER_HOME", None)
+            for key in ("cli_first_sync_s", "cli_sync_s"):
+                started = time.perf_counter()
+                done = subprocess.run([str(cli), "sync", "--all"], env=env, capture_output=True, text=True,
+                                      timeout=args.timeout)
+                out[key] = round(time.perf_counter() - started, 3)
+                if done.returncode != 0:
+                    raise RuntimeError(f"exit {done.returncode}: {(done.stdout + done.stderr)[-600:]}")
+            out["requests"] = sum(int(line.split(" requests in ")[0].rsplit("; ", 1)[-1])
+                                  for line in done.stdout.splitlines() if " requests in " in line)
+            for key, code in (("python_s", "pass"), ("import_s", "import moodle_assets.cli.sync_command")):
+                started = time.perf_counter()
+                subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=args.timeout)
+                out[key] = round(time.perf_counter() - started, 3)
+    except Exception as exc:  # reported, not swallowed
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    log(f"fixed cost: {out}")
     return out
 
 

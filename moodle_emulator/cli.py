@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve an emulated Moodle REST web service (see moodle_emulator/README.md).")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8089)
-    p.add_argument("--scale", default="demo", choices=["demo", "real", "S", "M", "L"])
+    p.add_argument("--scale", default="demo", choices=["empty", "demo", "real", "S", "M", "L"])
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--token", default=DEFAULT_TOKEN,
                    help="admin token (TOKEN-manager and TOKEN-reader get those presets; see README: tokens)")

@@ -32,6 +32,7 @@ from .dataset import (ACTIVE, DELETED, EXPIRED, FUTURE, ROLE_BITS, SUSPENDED, Ca
 
 SCALES = {
     # categories, courses, users, enrolments, sitename
+    "empty": (0, 0, 0, 0, "Empty site (emulated)"),  # the CLI's fixed cost (benchmarks --fixed-cost)
     "demo": (9, 36, 200, 1100, "Riverside Community School"),
     "S": (12, 50, 1000, 5000, "Moodle S (emulated)"),
     "M": (40, 500, 20000, 100000, "Moodle M (emulated)"),
