@@ -3,6 +3,7 @@ type processing (at 100k rows it was most of a sync's local time)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,13 +27,13 @@ class RawValues:
         self.sqlite = dialect.name == "sqlite"
 
     def ts(self, value: datetime | None) -> Any:
-        """A datetime as the driver takes it."""
+        """A datetime as `insert_raw` takes it (SQLite: the stored text; PostgreSQL: ISO 8601)."""
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r} given to a UTC column; attach a time zone")
         if not self.sqlite:
-            return value
+            return value.isoformat()  # timestamptz text: what COPY sends anyway
         if value.tzinfo is not UTC:
             value = value.astimezone(UTC)
         text = value.replace(tzinfo=None).isoformat(" ")
@@ -51,7 +52,7 @@ class RawValues:
     def stamp_param(self, stamp: Any) -> Any:
         if stamp is None or self.sqlite:
             return stamp
-        return datetime.fromtimestamp(stamp, UTC)
+        return datetime.fromtimestamp(stamp, UTC).isoformat()
 
     def stamp_value(self, stamp: Any) -> datetime | None:
         if stamp is None:
@@ -78,7 +79,8 @@ class RawValues:
 
 def insert_raw(session: Session, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
     """Bulk INSERT of driver-ready tuples in the session's transaction: one ``executemany`` on
-    SQLite, ``execute_values`` (multi-row VALUES, 1000 rows a statement) on PostgreSQL."""
+    SQLite, ``COPY ... FROM STDIN`` (text format) on PostgreSQL: execute_values spent more time
+    in psycopg2's per-row mogrify and the server's per-statement parse than COPY takes in all."""
     if not rows:
         return
     connection = session.connection()
@@ -88,10 +90,27 @@ def insert_raw(session: Session, table: str, columns: Sequence[str], rows: Seque
             f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", list(rows)
         )
         return
-    from psycopg2.extras import execute_values  # type: ignore[import-untyped]
-
+    text = "".join("\t".join(map(_copy_value, row)) + "\n" for row in rows)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        execute_values(cursor, f"INSERT INTO {table} ({names}) VALUES %s", rows, page_size=1000)
+        cursor.copy_expert(f"COPY {table} ({names}) FROM STDIN", io.StringIO(text))
     finally:
         cursor.close()
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value: Any) -> str:
+    """One value in PostgreSQL's COPY text format (NULL is \\N; backslash, tab, CR, LF escaped)."""
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

@@ -770,14 +770,16 @@ def apply_course_enrollments(
 class StoredReader:
     """Reads stored enrollments and users *outside* the write transaction, while the fetch runs.
 
-    A raw driver connection in autocommit (SQLite: no BEGIN IMMEDIATE, so no write lock is
-    taken) or ended after each read (PostgreSQL: no snapshot held across the fetch).
+    A raw driver connection in autocommit: on SQLite no BEGIN IMMEDIATE, so no write lock is
+    taken; on PostgreSQL no snapshot is held across the fetch.
     `fingerprint` tells whether anything wrote enrollments or users since: the plans made from
     these reads are applied only if it is unchanged inside the write transaction."""
 
     def __init__(self, engine: Engine):
         self.sqlite = engine.dialect.name == "sqlite"
         self.connection = engine.raw_connection()
+        if not self.sqlite:
+            self.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
         mark = "?" if self.sqlite else "%s"
         self.course_sql = (
             "SELECT id, user_id, is_active, moodle_user_id, moodle_course_id, roles, last_access_at"
@@ -791,8 +793,6 @@ class StoredReader:
             return list(cursor.fetchall())
         finally:
             cursor.close()
-            if not self.sqlite:
-                self.connection.rollback()
 
     def course(self, course_id: int) -> list[Any]:
         return self._rows(self.course_sql, (course_id,))
@@ -804,6 +804,8 @@ class StoredReader:
         return tuple(self._rows(_FINGERPRINT_SQL)[0])
 
     def close(self) -> None:
+        if not self.sqlite:
+            self.connection.driver_connection.autocommit = False  # type: ignore[union-attr]
         self.connection.close()
 
 
