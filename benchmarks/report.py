@@ -213,6 +213,7 @@ def markdown(results: dict[str, Any]) -> str:
         "# Benchmark results",
         "",
         f"Command: `{results.get('command')}` (or `./dev bench ...` with the same arguments)  ",
+        *[f"Also: `{c}`  " for c in results.get("extra_commands", [])],
         f"Run: {results.get('started_at')} → {results.get('finished_at', '(running)')}  ",
         f"Machine: {m.get('cpu')}, {m.get('cores')} cores (shared with other test runs; load average at start "
         f"{m.get('loadavg_at_start')}), {m.get('ram_gb')} GB RAM, Python {m.get('python')}, "

@@ -2,7 +2,8 @@
 
 A failure anywhere before the commit leaves the previous data exactly as it was. The write
 transaction is kept short: everything is fetched and mapped first (enrolments are staged
-course by course in a temporary file, so memory stays flat however many there are), then
+course by course in a temporary file, so memory stays flat however many there are, and each
+course is diffed against its stored rows while later courses are still being fetched), then
 applied. Long write locks would block other targets and the admin page on SQLite.
 
 The caller steers a sync through a `SyncControl` (the engine knows nothing of the history or
