@@ -549,7 +549,7 @@ def apply_users(
 
 def user_ids(session: Session) -> dict[int, int]:
     rows = session.execute(text("SELECT moodle_user_id, id FROM users WHERE moodle_user_id IS NOT NULL"))
-    return {moodle_id: local_id for moodle_id, local_id in rows}
+    return dict(iter(rows.tuples()))  # iter(): a Result has keys(), dict() would take it for a mapping
 
 
 # --- enrollments ----------------------------------------------------------------------------
