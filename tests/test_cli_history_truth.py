@@ -69,7 +69,8 @@ def test_sync_and_runs_print_counts_that_add_up(moodle, tmp_path):
     assert sums["USER_DIRECTORY"].group(6) != "0"  # the guest user is skipped, and shown
 
     runs = run(["runs"], tmp_path, moodle)
-    header, *lines = runs.stdout.splitlines()
+    database, header, *lines = runs.stdout.splitlines()
+    assert database.startswith("database: ")
     columns = header.split()
     assert columns[columns.index("FETCHED"):columns.index("NOTE")] == ["FETCHED", "INS", "UPD", "UNCH", "REJ", "SKIP",
                                                                        "DEACT"]

@@ -27,14 +27,12 @@ def configure_logging(level: str) -> None:
     """Send our loggers' lines to stderr at `level` (idempotent; Dagster's own loggers keep theirs)."""
     for name in OUR_LOGGERS:
         logger = logging.getLogger(name)
-        ours = [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]
-        if ours and isinstance(ours[0], logging.StreamHandler):
-            # The stream of today's sys.stderr: an earlier call may have bound one that has since
-            # been replaced (a test runner's capture, a redirected CLI invocation).
-            ours[0].setStream(sys.stderr)
-        else:
-            handler = logging.StreamHandler(sys.stderr)
-            handler.set_name(_HANDLER_NAME)
-            handler.setFormatter(RedactingFormatter(FORMAT, datefmt="%Y-%m-%dT%H:%M:%S%z"))
-            logger.addHandler(handler)
+        for old in [h for h in logger.handlers if h.get_name() == _HANDLER_NAME]:
+            # Replaced, not reused: an earlier call may have bound a stderr that has since been
+            # swapped or closed (a test runner's capture, a redirected CLI invocation).
+            logger.removeHandler(old)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.set_name(_HANDLER_NAME)
+        handler.setFormatter(RedactingFormatter(FORMAT, datefmt="%Y-%m-%dT%H:%M:%S%z"))
+        logger.addHandler(handler)
         logger.setLevel(level)

@@ -117,14 +117,14 @@ def _summary(target: str, row) -> str:
     """One line per target; a failure adds its cause and fix, a warning what was not seen."""
     if row is None:
         return f"{target:<16} UNKNOWN"
-    who = f" as {row.token_label}" if row.token_label else ""
+    who = f"; as {row.token_label}" if row.token_label else ""
     if row.status != SyncStatus.SUCCESS:
         cause, fix = split_cause_fix(row.error or row.skip_reason or "")
         lines = [f"{target:<16} {row.status:<8} {cause}"]
         if fix:
             lines.append(f"{'':<26}fix: {fix}")
         return "\n".join(lines)
-    queued = f", queued {row.queued_seconds:.1f} s before" if row.queued_seconds is not None else ""
+    queued = f" (queued {row.queued_seconds:.1f} s before)" if row.queued_seconds is not None else ""
     seconds = f"{row.duration_seconds:.1f}" if row.duration_seconds is not None else "?"
     text = (
         f"{target:<16} SUCCESS  {row.breakdown}; deactivated {row.rows_deactivated}, "

@@ -57,12 +57,15 @@ def test_two_processes_share_one_rate_budget_zero_429s(cli_deployment, tmp_path)
     assert main(["sync", "--target", "COURSE_CATALOG", "--target", "USER_DIRECTORY"]) == 0
     engine = engine_for(os.environ["DATABASE_URL"])
 
-    # Burst 3: request starts are spaced by the throttle, but on a loaded 2-core box an arrival
-    # can be delayed onto the next one (seen once in 94 with burst 2 during the full suite).
+    # Burst 3 and a client budget 10% under the proxy's: request starts are spaced by the
+    # throttle, but on a loaded 2-core box arrivals bunch up behind a delayed one (seen once in
+    # 94 with burst 2, and once in 96 with burst 3 and no headroom, during full CI runs). Without
+    # a shared budget the two processes would send 1.8x the proxy's rate; the control below shows
+    # what that does.
     set_faults(emu, {"rate_limit": {"rps": RPS, "burst": 3}})
     counters(emu, reset=True)
     t0 = time.monotonic()
-    codes, outputs = run_two(tmp_path, RPS, "shared")
+    codes, outputs = run_two(tmp_path, RPS * 0.9, "shared")
     wall = time.monotonic() - t0
     seen = counters(emu)
     assert codes == [0, 0], outputs
@@ -75,7 +78,7 @@ def test_two_processes_share_one_rate_budget_zero_429s(cli_deployment, tmp_path)
     assert sum(r.responses_429 for r in rows.values()) == 0 and sum(r.retries for r in rows.values()) == 0
     total = seen["requests_total"]
     assert total >= 90
-    print(f"\nshared budget: {total} requests from 2 processes at {RPS} rps (proxy {RPS} rps, burst 3): 0 x 429 in {wall:.1f} s")
+    print(f"\nshared budget: {total} requests from 2 processes at {RPS * 0.9} rps (proxy {RPS} rps, burst 3): 0 x 429 in {wall:.1f} s")
 
     # Control: each process believes it may send 3x the rate; the proxy then refuses some.
     counters(emu, reset=True)
