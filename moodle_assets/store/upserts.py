@@ -547,8 +547,11 @@ def apply_users(
     return result
 
 
+_USER_IDS_SQL = "SELECT moodle_user_id, id FROM users WHERE moodle_user_id IS NOT NULL"
+
+
 def user_ids(session: Session) -> dict[int, int]:
-    rows = session.execute(text("SELECT moodle_user_id, id FROM users WHERE moodle_user_id IS NOT NULL"))
+    rows = session.execute(text(_USER_IDS_SQL))
     return dict(iter(rows.tuples()))  # iter(): a Result has keys(), dict() would take it for a mapping
 
 
@@ -564,10 +567,13 @@ class EnrollmentScope:
     gone_keys: dict[int, Any] = field(default_factory=dict)
 
 
-_ENROLLMENT_STORED = text(
+# One course's stored enrollments, in the tuple order `plan_course_enrollments` reads; `{}` is
+# the parameter marker: `:course_id` in the write transaction, the driver's in `StoredReader`.
+_ENROLLMENT_STORED_SQL = (
     "SELECT id, user_id, is_active, moodle_user_id, moodle_course_id, roles, last_access_at"
-    " FROM user_course_enrollment WHERE course_id = :course_id"
+    " FROM user_course_enrollment WHERE course_id = {}"
 )
+_ENROLLMENT_STORED = text(_ENROLLMENT_STORED_SQL.format(":course_id"))
 _ENROLLMENT_INSERT_COLUMNS = (
     "user_id",
     "course_id",
@@ -784,11 +790,7 @@ class StoredReader:
         self.connection = engine.raw_connection()
         if not self.sqlite:
             self.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
-        mark = "?" if self.sqlite else "%s"
-        self.course_sql = (
-            "SELECT id, user_id, is_active, moodle_user_id, moodle_course_id, roles, last_access_at"
-            f" FROM user_course_enrollment WHERE course_id = {mark}"
-        )
+        self.course_sql = _ENROLLMENT_STORED_SQL.format("?" if self.sqlite else "%s")
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         cursor = self.connection.cursor()
@@ -804,7 +806,7 @@ class StoredReader:
     def user_ids(self) -> dict[int, int]:
         cursor = self.connection.cursor()
         try:
-            cursor.execute("SELECT moodle_user_id, id FROM users WHERE moodle_user_id IS NOT NULL")
+            cursor.execute(_USER_IDS_SQL)
             return dict(iter(cursor.fetchone, None))  # row by row: no whole fetchall list held
         finally:
             cursor.close()
