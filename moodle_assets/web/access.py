@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from .common import BodyTooLarge, any_method_route, error_page, is_https, log, read_body, render
+from .common import ADMIN_PATH, BodyTooLarge, any_method_route, error_page, is_https, log, read_body, render
 from .security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -84,7 +84,7 @@ def authorized(token: str, headers: list[tuple[bytes, bytes]]) -> bool:
 def safe_next(value: str | None) -> str:
     """Only a local path: never `//host` or `https://host` (no open redirect)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/dashboard/admin/integration"
+        return ADMIN_PATH
     return value
 
 
@@ -153,7 +153,7 @@ def make_access_endpoints(webserver):
 
     async def login(request: Request) -> Response:
         if token is None:
-            return RedirectResponse("/dashboard/admin/integration", status_code=303)
+            return RedirectResponse(ADMIN_PATH, status_code=303)
         if request.method in ("GET", "HEAD"):
             return _login_page(key, request, next_path=safe_next(request.query_params.get("next")))
         if request.method != "POST":
@@ -201,7 +201,7 @@ def make_access_endpoints(webserver):
             )
             response.headers["Allow"] = "POST"
             return response
-        redirect = RedirectResponse(LOGIN_PATH if token else "/dashboard/admin/integration", status_code=303)
+        redirect = RedirectResponse(LOGIN_PATH if token else ADMIN_PATH, status_code=303)
         redirect.delete_cookie(SESSION_COOKIE, path="/")
         return redirect
 

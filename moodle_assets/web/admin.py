@@ -36,11 +36,13 @@ from ..core.targets import TARGET_SPECS, LaunchOutcome, SyncStatus, SyncTarget, 
 from ..history import SyncHistory
 from ..orchestration.run_state import run_state_checker
 from .common import (
+    ADMIN_PATH,
     BodyTooLarge,
     any_method_route,
     error_page,
     is_https,
     log,
+    method_not_allowed,
     read_body,
     render,
 )
@@ -59,7 +61,6 @@ from .security import (
 
 __all__ = ["ADMIN_PATH", "RunView", "admin_routes", "duration", "run_view"]
 
-ADMIN_PATH = "/dashboard/admin/integration"
 FLASH_COOKIE = "moodle_flash"
 RECENT_RUNS = 10
 
@@ -252,12 +253,6 @@ def _page(webserver, request: Request, *, status_code=200, flash=None, errors=No
     return response
 
 
-def _method_not_allowed(allowed: str) -> Response:
-    response = error_page(405, "Method not allowed", f"This address only accepts {allowed}.")
-    response.headers["Allow"] = allowed
-    return response
-
-
 def _target_or_none(request: Request) -> SyncTarget | None:
     value = request.path_params.get("target", "")
     try:
@@ -278,7 +273,7 @@ def _forbidden() -> Response:
 async def _checked_post(key: bytes, request: Request) -> tuple[SyncTarget, dict] | Response:
     """The checks every admin form POST passes, in order: method, size, CSRF, target."""
     if request.method != "POST":
-        return _method_not_allowed("POST")
+        return method_not_allowed("POST")
     target = _target_or_none(request)
     try:
         form = await read_form(request)
@@ -298,7 +293,7 @@ def make_admin_endpoints(webserver):
 
     async def admin_page(request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
-            return _method_not_allowed("GET")
+            return method_not_allowed("GET")
         flash = read_flash(key, request)
         return await run_in_threadpool(_page, webserver, request, flash=flash)
 

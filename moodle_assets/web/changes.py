@@ -17,14 +17,9 @@ from ..core.clock import utcnow
 from ..history import RunRow
 from ..store import changelog
 from ..store.db import transaction
-from .common import any_method_route, error_page, render
+from .common import ADMIN_PATH, any_method_route, changes_path, error_page, method_not_allowed, render
 
-ADMIN_PATH = "/dashboard/admin/integration"
 PAGE_SIZE = 500
-
-
-def changes_path(run_id: int) -> str:
-    return f"{ADMIN_PATH}/runs/{run_id}/changes"
 
 
 @dataclass(frozen=True)
@@ -68,9 +63,7 @@ def _view(webserver, run_id: int, page: int) -> tuple[RunRow | None, int, dict[s
 def make_changes_endpoint(webserver):
     async def run_changes(request: Request) -> Response:
         if request.method not in ("GET", "HEAD"):
-            response = error_page(405, "Method not allowed", "This address only accepts GET.")
-            response.headers["Allow"] = "GET"
-            return response
+            return method_not_allowed("GET")
         raw_id = request.path_params.get("run_id", "")
         page = _page_number(request)
         if not raw_id.isdigit() or page is None:

@@ -7,11 +7,19 @@ from functools import lru_cache
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 log = logging.getLogger("moodle_assets.web")
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+ADMIN_PATH = "/dashboard/admin/integration"
+
+
+def changes_path(run_id: int) -> str:
+    """The admin page's list of what one sync run changed (changes.py)."""
+    return f"{ADMIN_PATH}/runs/{run_id}/changes"
+
+
 MAX_BODY_BYTES = 16 * 1024  # trigger bodies and admin forms are tiny; anything bigger is refused (413)
 
 # Our own pages: no script at all, inline styles only, never framed.
@@ -73,9 +81,7 @@ def render(name: str, status_code: int = 200, headers: dict[str, str] | None = N
     return HTMLResponse(html, status_code=status_code, headers={**SECURITY_HEADERS, **(headers or {})})
 
 
-def error_page(
-    status_code: int, title: str, message: str, *, back: str | None = "/dashboard/admin/integration"
-) -> HTMLResponse:
+def error_page(status_code: int, title: str, message: str, *, back: str | None = ADMIN_PATH) -> HTMLResponse:
     return render("error.html", status_code=status_code, title=title, message=message, back=back, status=status_code)
 
 
@@ -100,3 +106,9 @@ def any_method_route(path: str, endpoint, *, name: str | None = None):
     from starlette.routing import Route
 
     return Route(path, _AnyMethod(endpoint), name=name)
+
+
+def method_not_allowed(allowed: str) -> Response:
+    response = error_page(405, "Method not allowed", f"This address only accepts {allowed}.")
+    response.headers["Allow"] = allowed
+    return response

@@ -24,9 +24,9 @@ from resources.moodle_client import ClientSettings, MoodleClient
 from ..core.clock import utcnow
 from ..settings import Settings
 from ..sync.check import EXIT_FAIL, EXIT_OK, EXIT_PARTIAL, CheckReport, config_error_report, run_check
-from .common import any_method_route, log
+from .common import ADMIN_PATH, any_method_route, log
 
-CHECK_PATH = "/dashboard/admin/integration/connection/check"
+CHECK_PATH = ADMIN_PATH + "/connection/check"
 STALE_AFTER = timedelta(minutes=10)
 MARKS = {"ok": "✓", "fail": "✗", "warn": "!", "note": "·", "skip": "–"}
 

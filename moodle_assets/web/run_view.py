@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from ..core.cause import short_cause
 from ..core.targets import SyncStatus
 from ..history import RunRow, RunState
+from .common import changes_path
 
 DASH = "–"
-CHANGES_PATH = "/dashboard/admin/integration/runs/{run_id}/changes"
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -147,7 +147,7 @@ def run_view(row: RunRow, now: datetime, dagster_status: str | None) -> RunView:
         message_kind="error" if row.error else "note",
         dagster_run_id=row.dagster_run_id,
         dagster_short=row.dagster_run_id[:8] if row.dagster_run_id else None,
-        changes_url=CHANGES_PATH.format(run_id=row.id) if success and row.finished_at is not None else None,
+        changes_url=changes_path(row.id) if success and row.finished_at is not None else None,
     )
 
 
