@@ -200,7 +200,7 @@ class Settings(BaseModel):
     user_batch_size: int = _var(
         _SYNC.user_batch_size,
         "MOODLE_SYNC_USER_BATCH_SIZE",
-        "users per `core_user_get_users_by_field` request (~2 s of Moodle time)",
+        "users per `core_user_get_users_by_field` request (~3.5 ms of Moodle time each)",
         ge=1,
         le=2000,
         group="Sync",

@@ -8,7 +8,7 @@ See docs/moodle-facts.md §11 and the README's "How a sync talks to Moodle":
   users, past many proxies' timeouts) and misses users without an email. Instead we list every
   user id through the site course's participants (`courseid=1`, `userfields=id`, paged; Moodle
   returns every user there), then fetch details by id in batches
-  (`core_user_get_users_by_field`), each request a bounded ~2 s of server time;
+  (`core_user_get_users_by_field`), each request a bounded ~3.5 s of server time (1000 users);
 - enrolments: per course, two paged passes with `userfields=id,lastcourseaccess,roles`:
   `onlyactive=1` (active) and `onlysuspended=1` (enrolled, not active) — 3x cheaper for Moodle
   than all fields, and it is the only way Moodle tells active from not.
@@ -21,13 +21,21 @@ from typing import Any
 
 from resources.moodle_errors import MoodleError, MoodleUnknownError, raise_for_warnings
 
+from .options import SyncOptions
+
+_DEFAULTS = SyncOptions()
 SITE_COURSE_ID = 1
 ENROLMENT_USERFIELDS = "id,lastcourseaccess,roles"
 
 
 class MoodleFetcher:
     def __init__(
-        self, client: Any, *, enrolment_page_size: int = 1000, user_id_page_size: int = 5000, user_batch_size: int = 500
+        self,
+        client: Any,
+        *,
+        enrolment_page_size: int = _DEFAULTS.enrolment_page_size,
+        user_id_page_size: int = _DEFAULTS.user_id_page_size,
+        user_batch_size: int = _DEFAULTS.user_batch_size,
     ):
         self.client = client
         self.enrolment_page_size = enrolment_page_size
