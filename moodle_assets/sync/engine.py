@@ -21,10 +21,9 @@ import os
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from itertools import islice
 from typing import Any
 
@@ -45,7 +44,9 @@ from ..core.targets import SyncTarget
 from ..store import changelog, upserts
 from ..store.db import transaction
 from .access import CoursesRefused, TokenAccess, capability_for, read_access
+from .course_fetch import FetchedCourse, courses_in_threads, rejections, withheld_counts
 from .fetch import MoodleFetcher
+from .fetch_worker import courses_in_process, wanted
 from .options import SyncOptions
 
 log = logging.getLogger(__name__)
@@ -146,10 +147,6 @@ def _guard(options: SyncOptions) -> upserts.DeactivationGuard:
     return upserts.DeactivationGuard(options.max_deactivate_fraction, options.deactivation_guard_min_rows)
 
 
-def _rejections(batch: mappers.MappedBatch) -> list[tuple[int | None, str]]:
-    return [(r.moodle_id, r.reason) for r in batch.rejected]
-
-
 def _listed_ids(batch: mappers.MappedBatch) -> set[int]:
     """Ids Moodle listed whose rows were rejected or skipped: still there, so not "gone"."""
     return {r.moodle_id for r in batch.rejected + batch.skipped_rows if r.moodle_id is not None}
@@ -172,14 +169,6 @@ _FIELD_CAPABILITY = {
     ("categories", "is_visible"): "moodle/category:manage",
     ("enrollments", "last_access_at"): "moodle/course:viewhiddenuserfields",
 }
-
-
-def _withheld_counts(records: Iterator[Any] | list[Any]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for record in records:
-        for name in record.withheld:
-            counts[name] = counts.get(name, 0) + 1
-    return counts
 
 
 def _warn_withheld(outcome: SyncOutcome, table: str, counts: dict[str, int]) -> None:
@@ -279,7 +268,7 @@ def sync_course_catalog(
     )
     outcome.counts.fetched = categories.fetched + courses.fetched
     outcome.counts.skipped = categories.skipped + courses.skipped
-    outcome.reject(_rejections(categories) + _rejections(courses))
+    outcome.reject(rejections(categories) + rejections(courses))
     admin = access.identity.is_site_admin
     sees_hidden_categories = admin or access.visibility.hidden_categories is True
     unseen_courses = max(0, _course_count(category_rows) - _rows_listed_in_categories(course_rows))
@@ -321,8 +310,8 @@ def sync_course_catalog(
             why = "this token cannot see hidden categories, so it cannot tell whether it sees every course"
         kept = course_result.kept_unseen
         outcome.warn(f"courses: {why}" + (f"; {kept} stored courses not listed were kept active" if kept else ""))
-    _warn_withheld(outcome, "categories", _withheld_counts(categories.records))
-    _warn_withheld(outcome, "courses", _withheld_counts(courses.records))
+    _warn_withheld(outcome, "categories", withheld_counts(categories.records))
+    _warn_withheld(outcome, "courses", withheld_counts(courses.records))
     outcome.details.update(
         categories_fetched=categories.fetched,
         categories_inserted=cat_result.inserted,
@@ -402,7 +391,7 @@ def sync_user_directory(
     users = mappers.map_rows(mappers.map_moodle_user_row, rows, synced_at=now)
     outcome.counts.fetched = users.fetched
     outcome.counts.skipped = users.skipped
-    outcome.reject(_rejections(users))
+    outcome.reject(rejections(users))
     # A user listed among the participants but not returned by id (deleted in between, or
     # hidden from this token), or whose row was rejected, is not "gone": only ids Moodle no
     # longer lists are deactivated.
@@ -429,7 +418,7 @@ def sync_user_directory(
             f"(moodle/user:viewdetails: only teachers and its own account are listed); {result.kept_unseen} stored "
             "users not listed were kept active"
         )
-    _warn_withheld(outcome, "users", _withheld_counts(users.records))
+    _warn_withheld(outcome, "users", withheld_counts(users.records))
     outcome.details.update(
         user_ids_listed=len(ids),
         users_missing_by_id=len(missing),
@@ -467,15 +456,11 @@ class _Staging:
         self.file.seek(where[0])
         return marshal.loads(self.file.read(where[1]))
 
-    def add(self, course_id: int, records: list[mappers.EnrollmentRecord]) -> list[tuple[Any, ...]]:
-        """Stage a course's records; returns their staged tuples."""
-        stage = self.raw.stage_enrollment
-        rows = [stage(r) for r in records]
-        for r in records:
-            for name in r.withheld:
-                self.withheld[name] = self.withheld.get(name, 0) + 1
-        self._put(("rows", course_id), rows)
-        return rows
+    def add(self, course_id: int, course: FetchedCourse) -> None:
+        """Stage a course's rows (already the staged tuples)."""
+        for name, n in course.withheld.items():
+            self.withheld[name] = self.withheld.get(name, 0) + n
+        self._put(("rows", course_id), course.rows)
 
     def course(self, course_id: int) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] | None = self._get(("rows", course_id))
@@ -504,27 +489,6 @@ def _staging(raw: upserts.RawValues) -> Iterator[_Staging]:
         yield staging
     finally:
         staging.close()
-
-
-def _map_course(
-    fetcher: MoodleFetcher, moodle_course_id: int, now: datetime
-) -> tuple[list[mappers.EnrollmentRecord], list[tuple[int | None, str]], int]:
-    """(records, rejections, rows fetched) for one course."""
-    active_rows, inactive_rows = fetcher.course_enrolments(moodle_course_id)
-    active = mappers.map_rows(
-        mappers.map_moodle_enrollment_row, active_rows, moodle_course_id=moodle_course_id, is_active=True, synced_at=now
-    )
-    inactive = mappers.map_rows(
-        mappers.map_moodle_enrollment_row,
-        inactive_rows,
-        moodle_course_id=moodle_course_id,
-        is_active=False,
-        synced_at=now,
-    )
-    # The two lists are disjoint in Moodle; if a user moved between the two calls, active wins.
-    active_ids = {r.moodle_user_id for r in active.records}
-    records = active.records + [r for r in inactive.records if r.moodle_user_id not in active_ids]
-    return records, _rejections(active) + _rejections(inactive), active.fetched + inactive.fetched
 
 
 def _refused(outcome: SyncOutcome, refused: dict[int, MoodleError], courses: int, options: SyncOptions) -> None:
@@ -594,57 +558,38 @@ def sync_enrollments(
         before = reader.fingerprint()
         planned_users = reader.user_ids()
         done = 0
-        with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
-            pending: dict[Future, tuple[int, int]] = {}
-            queue = list(courses)
-            window = options.concurrency * 2  # bounded in-flight work keeps memory flat
-            while queue or pending:
-                while queue and len(pending) < window:
-                    local_id, moodle_id = queue.pop(0)
-                    pending[pool.submit(_map_course, fetcher, moodle_id, now)] = (local_id, moodle_id)
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                try:
-                    control.check()
-                except SyncStopped:
-                    for other in pending:
-                        other.cancel()
-                    raise
-                for future in finished:
-                    local_id, moodle_id = pending.pop(future)
-                    try:
-                        records, rejects, fetched = future.result()
-                    except MoodleMissingRecordError:
-                        # Gone since the catalog sync: the next catalog sync deactivates it.
-                        vanished.add(moodle_id)
-                        continue
-                    except MoodleAccessError as exc:
-                        if isinstance(exc, MoodleAccountStateError):
-                            for other in pending:
-                                other.cancel()
-                            raise
-                        refused[moodle_id] = exc  # this course's scope failed: keep its enrolments
-                        continue
-                    except BaseException:
-                        for other in pending:
-                            other.cancel()
-                        raise
-                    outcome.counts.fetched += fetched
-                    outcome.reject(rejects)
-                    if any(moodle_user is None for moodle_user, _ in rejects):
-                        # A rejected row without a readable user id: we cannot tell which
-                        # stored enrolment it was, so this course deactivates nothing.
-                        skipped_deactivation.add(moodle_id)
-                    kept[moodle_id] = [m for m, _ in rejects if m is not None]
-                    rows = staging.add(local_id, records)
-                    keep = list(planned_users) if moodle_id in skipped_deactivation else kept[moodle_id]
-                    plan = upserts.plan_course_enrollments(
-                        reader.course(local_id), rows, users=planned_users, keep_moodle_users=keep, raw=raw
-                    )
-                    staging.add_plan(local_id, plan)
-                    del rows, plan
-                    done += 1
-                    if on_progress:
-                        on_progress(done, len(courses))
+        in_worker = wanted(options.fetch_process, len(courses), fetcher.client)
+        fetch = courses_in_process if in_worker else courses_in_threads
+        outcome.details["enrollments_fetched_in_worker_process"] = in_worker
+        results = fetch(fetcher, courses, now, raw, concurrency=options.concurrency, check=control.check)
+        with closing(results):  # stops the courses in flight when this loop ends early
+            for local_id, moodle_id, got in results:
+                if isinstance(got, MoodleMissingRecordError):
+                    # Gone since the catalog sync: the next catalog sync deactivates it.
+                    vanished.add(moodle_id)
+                    continue
+                if isinstance(got, MoodleAccountStateError):
+                    raise got
+                if isinstance(got, MoodleAccessError):
+                    refused[moodle_id] = got  # this course's scope failed: keep its enrolments
+                    continue
+                outcome.counts.fetched += got.fetched
+                outcome.reject(got.rejects)
+                if any(moodle_user is None for moodle_user, _ in got.rejects):
+                    # A rejected row without a readable user id: we cannot tell which
+                    # stored enrolment it was, so this course deactivates nothing.
+                    skipped_deactivation.add(moodle_id)
+                kept[moodle_id] = [m for m, _ in got.rejects if m is not None]
+                staging.add(local_id, got)
+                keep = list(planned_users) if moodle_id in skipped_deactivation else kept[moodle_id]
+                plan = upserts.plan_course_enrollments(
+                    reader.course(local_id), got.rows, users=planned_users, keep_moodle_users=keep, raw=raw
+                )
+                staging.add_plan(local_id, plan)
+                del got, plan
+                done += 1
+                if on_progress:
+                    on_progress(done, len(courses))
         _refused(outcome, refused, len(courses), options)
         staging.finish_writes()
         scope = upserts.EnrollmentScope()
