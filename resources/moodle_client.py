@@ -416,6 +416,8 @@ class MoodleClient:
         # once here through requests' own helpers, so it means what it meant with requests.
         self._http = _pool_manager(self.endpoint, self.settings.pool_size)
         self._timeout = urllib3.Timeout(connect=self.settings.connect_timeout_s, read=self.settings.read_timeout_s)
+        # Built once: urllib3 converts (and DEBUG-logs) a bare False on every request.
+        self._no_retries = urllib3.Retry(False, redirect=False)
         headers = dict(_BASE_HEADERS)
         netrc_auth = requests.utils.get_netrc_auth(self.endpoint)
         if netrc_auth:
@@ -602,7 +604,7 @@ class MoodleClient:
                     body=encoded.encode("ascii"),
                     headers=self._post_headers,
                     timeout=self._timeout,
-                    retries=False,
+                    retries=self._no_retries,
                     redirect=False,
                 )
             else:
@@ -611,7 +613,7 @@ class MoodleClient:
                     f"{self.endpoint}?{encoded}",
                     headers=self._get_headers,
                     timeout=self._timeout,
-                    retries=False,
+                    retries=self._no_retries,
                     redirect=False,
                 )
             # JSON is UTF-8 by definition (RFC 8259) and Moodle omits the charset.

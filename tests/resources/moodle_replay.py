@@ -59,6 +59,8 @@ class Seen:
     form: list[tuple[str, str]]
     raw_path: str
     t: float = 0.0  # time.time() when the request was read
+    headers: dict[str, str] = field(default_factory=dict)  # as sent (names lower-cased)
+    body: bytes = b""  # the raw request body
 
 
 class ReplayServer:
@@ -80,12 +82,14 @@ class ReplayServer:
 
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode() if length else ""
+                raw = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
+                headers = {k.lower(): v for k, v in self.headers.items()}
                 with outer.lock:
                     outer.seen.append(
                         Seen(self.command, parts.path, parse_qsl(parts.query, keep_blank_values=True),
-                             parse_qsl(body, keep_blank_values=True), self.path, time.time())
+                             parse_qsl(raw.decode(), keep_blank_values=True), self.path, time.time(),
+                             headers, raw)
                     )
                     reply = outer.queue.popleft() if outer.queue else outer.default
                 data = reply.body.encode() if isinstance(reply.body, str) else reply.body
