@@ -9,6 +9,7 @@ milliseconds.
 from __future__ import annotations
 
 import errno
+import functools
 import http.client
 import logging
 import math
@@ -124,10 +125,16 @@ def encode_params(params: Mapping[str, Any] | None, prefix: str = "") -> list[tu
     return out
 
 
+# Field names and values repeat from call to call (``options[0][name]``, ``onlyactive``...):
+# quoting each once is ~10x faster than urlencode's per-call quoting. The token never goes in here.
+_quote = functools.lru_cache(maxsize=4096)(urllib.parse.quote_plus)
+
+
 def form_body(fields: Sequence[tuple[str, str]]) -> str:
     """``application/x-www-form-urlencoded`` text of ``fields``, in order: UTF-8, ``quote_plus``
-    (space → ``+``), exactly as requests encoded ``data=``/``params=`` lists of pairs."""
-    return urllib.parse.urlencode(fields)
+    (space → ``+``), exactly what ``urllib.parse.urlencode`` and requests (``data=``/``params=``
+    lists of pairs) make of them."""
+    return "&".join([f"{_quote(k)}={_quote(v)}" for k, v in fields])
 
 
 # --- metrics -------------------------------------------------------------------------
@@ -400,6 +407,7 @@ class MoodleClient:
             raise TypeError("give either settings or keyword overrides, not both")
         self.settings = settings or ClientSettings(url, **overrides)
         self._token = token.strip()
+        self._token_field = urllib.parse.urlencode([("wstoken", self._token)]) + "&"  # first in every request
         self.endpoint = self.settings.url + ENDPOINT_PATH
         self.metrics = ClientMetrics()
         self._sleep = sleep
@@ -576,8 +584,9 @@ class MoodleClient:
 
     # internals
     def _attempt(self, method: str, wsfunction: str, params: Mapping[str, Any] | None) -> Any:
-        fields = [("wstoken", self._token), ("wsfunction", wsfunction), ("moodlewsrestformat", "json")]
-        fields += encode_params(params)
+        encoded = self._token_field + form_body(
+            [("wsfunction", wsfunction), ("moodlewsrestformat", "json"), *encode_params(params)]
+        )
         waited = self.throttle.acquire()
         self.metrics.throttled(waited)
         if waited >= THROTTLE_LOG_SECONDS:
@@ -588,7 +597,6 @@ class MoodleClient:
                 self.settings.requests_per_second,
             )
         self.metrics.request(wsfunction)
-        encoded = form_body(fields)
         started = time.monotonic()
         transport_error: MoodleError | None = None
         response = None
