@@ -49,6 +49,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=lambda: {"Content-type": "application/json"})
     # "drop": close the socket without answering; "truncate": announce more bytes than sent.
     action: str | None = None
+    delay: float = 0.0  # seconds to wait before answering
 
 
 @dataclass
@@ -93,6 +94,8 @@ class ReplayServer:
                     )
                     reply = outer.queue.popleft() if outer.queue else outer.default
                 data = reply.body.encode() if isinstance(reply.body, str) else reply.body
+                if reply.delay:
+                    time.sleep(reply.delay)
                 if reply.action == "drop":
                     self.close_connection = True
                     self.connection.close()

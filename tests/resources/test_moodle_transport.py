@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from moodle_replay import SECRET_TOKEN, Reply, assert_token_free
 from requests.models import RequestEncodingMixin
 
+from moodle_assets.core.validation import ConfigError
 from moodle_emulator.params import parse_php_query
 from resources.moodle import MoodleNetworkError, MoodleTransientError
 from resources.moodle_client import encode_params, form_body
@@ -138,6 +139,16 @@ def test_netrc_credentials_are_sent_as_basic_auth(clean_env, replay, make_client
     assert replay.seen[0].headers["authorization"] == expected
 
 
+def test_a_slow_answer_is_a_read_timeout_not_retried(clean_env, replay, make_client):
+    replay.push(Reply(200, "{}", delay=1.5))
+    client = make_client(replay.url, read_timeout_s=0.3, max_retries=3)
+    with pytest.raises(MoodleTransientError, match=r"no answer within 0\.3 s") as info:
+        client.webservice_post("core_enrol_get_enrolled_users", {"courseid": 2})
+    assert not info.value.retryable and info.value.attempts == 1 and len(replay.seen) == 1
+    assert "MOODLE_HTTP_READ_TIMEOUT_S" in info.value.hint
+    assert_token_free(info.value)
+
+
 # --- a real forward proxy from the environment --------------------------------------------------------
 
 
@@ -214,6 +225,13 @@ def test_no_proxy_sends_the_calls_direct(clean_env, replay, make_client):
         clean_env.setenv("no_proxy", "127.0.0.1")
         make_client(replay.url).webservice_post("core_webservice_get_site_info")
     assert proxy.seen == [] and len(replay.seen) == 1
+
+
+def test_a_socks_proxy_is_refused_when_the_client_is_made(clean_env, make_client):
+    clean_env.setenv("all_proxy", "socks5://ops:pr0xy-pass@127.0.0.1:1080")
+    with pytest.raises(ConfigError, match="SOCKS proxy") as info:
+        make_client("https://lms.example.edu")
+    assert "pr0xy-pass" not in str(info.value) and "socks5://127.0.0.1:1080" in str(info.value)
 
 
 def test_an_unreachable_proxy_is_a_retried_connection_failure_without_its_password(clean_env, replay, make_client):
