@@ -374,7 +374,13 @@ def _pool_manager(endpoint: str, pool_size: int) -> urllib3.PoolManager:
         )
     user, password = requests.utils.get_auth_from_url(proxy)
     headers = urllib3.util.make_headers(proxy_basic_auth=f"{user}:{password}") if user else None
-    return urllib3.ProxyManager(proxy, num_pools=1, proxy_headers=headers, **pool)
+    try:
+        return urllib3.ProxyManager(proxy, num_pools=1, proxy_headers=headers, **pool)
+    except (ProxySchemeUnknown, LocationValueError) as exc:
+        raise ConfigError(
+            f"the environment's proxy for {endpoint} ({_scrub_userinfo(proxy)}) is not a usable proxy URL: "
+            f"{type(exc).__name__}; fix HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, or exclude the site in NO_PROXY"
+        ) from None
 
 
 def _scrub_userinfo(url: str) -> str:
@@ -712,7 +718,7 @@ class MoodleClient:
                 "request fewer rows per call",
                 retryable=False,
             )
-        if isinstance(exc, SSLError) and not via_proxy:
+        if isinstance(exc, (SSLError, ssl.SSLError)) and not via_proxy:
             if "CERTIFICATE_VERIFY_FAILED" in detail or "certificate verify failed" in detail.lower():
                 hint = (
                     f"the certificate of {host} is not trusted here: fix the site's certificate chain, or point "
@@ -763,7 +769,7 @@ class MoodleClient:
                 hint="check MOODLE_URL and that the site is reachable; the sync can be re-run once it is",
                 retryable=True,
             )
-        if isinstance(exc, (LocationValueError, URLSchemeUnknown, ProxySchemeUnknown)):
+        if isinstance(exc, (LocationValueError, URLSchemeUnknown)):
             return MoodleUnknownError(f"invalid site URL ({detail})", wsfunction=wsfunction, hint="check MOODLE_URL")
         return MoodleUnknownError(f"HTTP request failed ({detail})", wsfunction=wsfunction)
 

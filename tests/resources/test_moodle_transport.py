@@ -234,6 +234,13 @@ def test_a_socks_proxy_is_refused_when_the_client_is_made(clean_env, make_client
     assert "pr0xy-pass" not in str(info.value) and "socks5://127.0.0.1:1080" in str(info.value)
 
 
+def test_a_proxy_url_of_another_scheme_is_refused_when_the_client_is_made(clean_env, make_client):
+    clean_env.setenv("https_proxy", "ftp://ops:pr0xy-pass@127.0.0.1:21")
+    with pytest.raises(ConfigError, match="not a usable proxy URL") as info:
+        make_client("https://lms.example.edu")
+    assert "pr0xy-pass" not in str(info.value)
+
+
 def test_an_unreachable_proxy_is_a_retried_connection_failure_without_its_password(clean_env, replay, make_client):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
