@@ -62,6 +62,7 @@ class Seen:
     t: float = 0.0  # time.time() when the request was read
     headers: dict[str, str] = field(default_factory=dict)  # as sent (names lower-cased)
     body: bytes = b""  # the raw request body
+    peer: int = 0  # the client's port: one per connection
 
 
 class ReplayServer:
@@ -90,7 +91,7 @@ class ReplayServer:
                     outer.seen.append(
                         Seen(self.command, parts.path, parse_qsl(parts.query, keep_blank_values=True),
                              parse_qsl(raw.decode(), keep_blank_values=True), self.path, time.time(),
-                             headers, raw)
+                             headers, raw, self.client_address[1])
                     )
                     reply = outer.queue.popleft() if outer.queue else outer.default
                 data = reply.body.encode() if isinstance(reply.body, str) else reply.body

@@ -149,6 +149,19 @@ def test_a_slow_answer_is_a_read_timeout_not_retried(clean_env, replay, make_cli
     assert_token_free(info.value)
 
 
+def test_the_pool_holds_at_most_pool_size_connections_and_threads_wait_for_one(clean_env, replay, make_client):
+    client = make_client(replay.url, pool_size=2)
+    replay.push(*[Reply(200, "{}", delay=0.2) for _ in range(6)])
+    threads = [threading.Thread(target=client.webservice_post, args=("core_webservice_get_site_info",))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(replay.seen) == 6
+    assert len({seen.peer for seen in replay.seen}) == 2  # 6 calls over 2 reused connections
+
+
 # --- a real forward proxy from the environment --------------------------------------------------------
 
 
@@ -189,6 +202,34 @@ class ForwardProxy:
 
             do_GET = _forward
             do_POST = _forward
+
+            def do_CONNECT(self):  # an https:// site: a byte tunnel, TLS end to end
+                outer.seen.append(("CONNECT", self.path, self.headers.get("Proxy-Authorization")))
+                host, port = self.path.rsplit(":", 1)
+                upstream = socket.create_connection((host, int(port)), timeout=10)
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.wfile.flush()
+
+                def pipe(src, dst):
+                    try:
+                        while chunk := src.recv(65536):
+                            dst.sendall(chunk)
+                    except OSError:
+                        pass
+                    finally:
+                        for sock in (src, dst):
+                            try:
+                                sock.shutdown(socket.SHUT_RDWR)
+                            except OSError:
+                                pass
+
+                back = threading.Thread(target=pipe, args=(upstream, self.connection), daemon=True)
+                back.start()
+                pipe(self.connection, upstream)
+                back.join(10)
+                upstream.close()
+                self.close_connection = True
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -300,6 +341,18 @@ def test_the_ca_bundle_from_the_environment_is_trusted(variable, clean_env, tls_
     url, cert = tls_site
     clean_env.setenv(variable, str(cert))
     assert make_client(url).webservice_post("core_webservice_get_site_info") == {"sitename": "tls"}
+
+
+def test_an_https_site_is_reached_through_the_proxy_tunnel(clean_env, tls_site, make_client):
+    url, cert = tls_site
+    with ForwardProxy() as proxy:
+        clean_env.setenv("https_proxy", f"http://ops:pr0xy-pass@127.0.0.1:{proxy.port}")
+        clean_env.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        client = make_client(url)
+        assert client.webservice_post("core_webservice_get_site_info") == {"sitename": "tls"}
+        assert client.webservice_post("core_webservice_get_site_info") == {"sitename": "tls"}
+    expected_auth = "Basic " + base64.b64encode(b"ops:pr0xy-pass").decode()
+    assert proxy.seen == [("CONNECT", urlsplit(url).netloc, expected_auth)]  # one tunnel, kept alive
 
 
 def test_without_that_bundle_the_certificate_is_verified_and_refused(clean_env, tls_site, make_client):
