@@ -15,9 +15,11 @@ What every call gets, in order:
    attempt (retries included) takes a slot.
 2. **The request**: POST form body (or GET query) with PHP bracket encoding of nested params
    (``options[0][name]=onlyactive``), booleans as 0/1, ``moodlewsrestformat=json``; the token
-   goes in the POST body, never in a POST URL. One pooled ``requests.Session`` per client,
-   shared by threads (``pool_block=True`` so threads wait for a connection instead of opening
-   throw-away ones), cookies disabled, connect/read timeouts.
+   goes in the POST body, never in a POST URL. One urllib3 connection pool per client (a
+   ``ProxyManager`` when the environment names a proxy for the site), shared by threads
+   (``block=True`` so threads wait for a connection instead of opening throw-away ones), no
+   cookies, no redirects followed, connect/read timeouts, certificates verified against
+   ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` or certifi's bundle, ``~/.netrc`` basic auth.
 3. **Classification** (``resources/moodle_errors.py``): Moodle errors come as HTTP 200 JSON;
    proxies answer 429/5xx; disabled web services answer 403 with an empty body. Each becomes
    a typed ``MoodleError`` subclass whose message says what to do.
@@ -31,7 +33,7 @@ What every call gets, in order:
 
 Secrets: the token is a resource field read from ``EnvVar("MOODLE_TOKEN")`` (so Dagster stores
 only the variable's name), excluded from ``repr``, never logged, and every text that might
-carry it (requests exceptions quote GET URLs, urllib3's DEBUG log prints them) is scrubbed.
+carry it (exception texts, urllib3's DEBUG log prints GET URLs) is scrubbed.
 Exceptions raised from here have no ``__cause__``/``__context__`` pointing at third-party
 exceptions; a scrubbed description of the underlying error is in the message instead.
 

@@ -9,24 +9,41 @@ milliseconds.
 from __future__ import annotations
 
 import errno
-import http.cookiejar
+import functools
+import http.client
 import logging
 import math
+import os
 import random
 import re
 import socket
 import ssl
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+import certifi
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    DecodeError,
+    LocationValueError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ProxySchemeUnknown,
+    ReadTimeoutError,
+    SSLError,
+    URLSchemeUnknown,
+)
 
 from moodle_assets.core.validation import ConfigError, validate_http_url
 from resources.moodle_errors import (
@@ -87,7 +104,7 @@ def encode_params(params: Mapping[str, Any] | None, prefix: str = "") -> list[tu
     ``{"options": [{"name": "onlyactive", "value": True}]}`` →
     ``[("options[0][name]", "onlyactive"), ("options[0][value]", "1")]``. Dicts and lists
     (and tuples) nest to any depth; booleans become 1/0 (Moodle's PARAM_BOOL rejects "true");
-    ``None`` becomes an empty value. Percent-encoding is left to requests (``%`` → ``%25``).
+    ``None`` becomes an empty value. Percent-encoding is ``form_body``'s (``%`` → ``%25``).
     """
     out: list[tuple[str, str]] = []
     if not params:
@@ -106,6 +123,18 @@ def encode_params(params: Mapping[str, Any] | None, prefix: str = "") -> list[tu
     for k, v in params.items():
         walk(f"{prefix}[{k}]" if prefix else str(k), v)
     return out
+
+
+# Field names and values repeat from call to call (``options[0][name]``, ``onlyactive``...):
+# quoting each once is ~10x faster than urlencode's per-call quoting. The token never goes in here.
+_quote = functools.lru_cache(maxsize=4096)(urllib.parse.quote_plus)
+
+
+def form_body(fields: Sequence[tuple[str, str]]) -> str:
+    """``application/x-www-form-urlencoded`` text of ``fields``, in order: UTF-8, ``quote_plus``
+    (space → ``+``), exactly what ``urllib.parse.urlencode`` and requests (``data=``/``params=``
+    lists of pairs) make of them."""
+    return "&".join([f"{_quote(k)}={_quote(v)}" for k, v in fields])
 
 
 # --- metrics -------------------------------------------------------------------------
@@ -301,7 +330,7 @@ def _install_log_scrubber() -> None:
     with _FILTER_LOCK:
         if _FILTER_INSTALLED:
             return
-        for name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry", "requests"):
+        for name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.poolmanager", "urllib3.util.retry"):
             logging.getLogger(name).addFilter(_ScrubTokenFilter())
         _FILTER_INSTALLED = True
 
@@ -318,9 +347,64 @@ class MoodleApi(Protocol):
     def webservice_get(self, wsfunction: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Any: ...
 
 
-class _NoCookies(http.cookiejar.DefaultCookiePolicy):
-    def set_ok(self, cookie, request):
-        return False
+# Headers of every request: requests' defaults (its User-Agent replaced) so the site sees what it saw
+# before the transport moved onto urllib3; compressed answers are decoded by urllib3.
+_BASE_HEADERS = {
+    "User-Agent": "moodle-integration/0.1",
+    "Accept-Encoding": requests.utils.default_headers()["Accept-Encoding"],
+    "Accept": "application/json",
+    "Connection": "keep-alive",
+}
+_FORM = "application/x-www-form-urlencoded"
+
+
+def _pool_manager(endpoint: str, pool_size: int) -> urllib3.PoolManager:
+    """One connection pool for ``endpoint``, set up from the environment the way requests read it:
+    the proxy for the endpoint (``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY``, honouring
+    ``NO_PROXY``), the CA bundle (``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE``, else certifi's).
+    Certificates are always verified; nothing is retried or redirected by urllib3."""
+    session = requests.Session()  # only requests' reading of the environment, never a request
+    try:
+        environment = session.merge_environment_settings(endpoint, {}, None, None, None)
+    finally:
+        session.close()
+    verify = environment["verify"]
+    ca_bundle = verify if isinstance(verify, str) else certifi.where()
+    tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED"}
+    if os.path.isdir(ca_bundle):
+        tls["ca_cert_dir"] = ca_bundle
+    else:
+        tls["ca_certs"] = ca_bundle
+    pool: dict[str, Any] = {"maxsize": pool_size, "block": True, "retries": False, **tls}
+    proxy = requests.utils.select_proxy(endpoint, environment["proxies"])
+    if not proxy:
+        return urllib3.PoolManager(num_pools=1, **pool)
+    proxy = requests.utils.prepend_scheme_if_needed(proxy, "http")
+    if proxy.lower().startswith("socks"):
+        raise ConfigError(
+            f"the environment's proxy for {endpoint} is a SOCKS proxy ({_scrub_userinfo(proxy)}), which the "
+            "Moodle client does not support: use an HTTP proxy, or exclude the site in NO_PROXY"
+        )
+    user, password = requests.utils.get_auth_from_url(proxy)
+    headers = urllib3.util.make_headers(proxy_basic_auth=f"{user}:{password}") if user else None
+    try:
+        return urllib3.ProxyManager(proxy, num_pools=1, proxy_headers=headers, **pool)
+    except (ProxySchemeUnknown, LocationValueError) as exc:
+        raise ConfigError(
+            f"the environment's proxy for {endpoint} ({_scrub_userinfo(proxy)}) is not a usable proxy URL: "
+            f"{type(exc).__name__}; fix HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, or exclude the site in NO_PROXY"
+        ) from None
+
+
+def _scrub_userinfo(url: str) -> str:
+    """``url`` without a ``user:password@`` part."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return parts._replace(netloc=netloc).geturl()
 
 
 class MoodleClient:
@@ -342,6 +426,7 @@ class MoodleClient:
             raise TypeError("give either settings or keyword overrides, not both")
         self.settings = settings or ClientSettings(url, **overrides)
         self._token = token.strip()
+        self._token_field = urllib.parse.urlencode([("wstoken", self._token)]) + "&"  # first in every request
         self.endpoint = self.settings.url + ENDPOINT_PATH
         self.metrics = ClientMetrics()
         self._sleep = sleep
@@ -352,24 +437,20 @@ class MoodleClient:
             self.settings.throttle_dir,
             burst=self.settings.throttle_burst,
         )
-        self._session = requests.Session()
-        self._session.cookies.set_policy(_NoCookies())
-        # The environment (proxies, CA bundle, ~/.netrc) is read once here, as requests would read
-        # it on every call with trust_env: per call that was a netrc stat and a proxy scan, ~5% of
-        # the client's CPU in a sync of 1000 requests.
-        # requests' own reading of it (proxies, REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE), done once.
-        self._session.trust_env = True
-        environment = self._session.merge_environment_settings(self.endpoint, {}, None, None, None)
-        self._session.trust_env = False
-        self._session.proxies.update(environment["proxies"])
-        self._session.verify = environment["verify"]
+        # The transport is urllib3 itself, not requests: requests' per-call work (preparing the
+        # request, encoding the form, hooks, reading the body in 10 KB chunks) was ~60% of the
+        # client's CPU in a sync (issue 19). The environment (proxy, CA bundle, ~/.netrc) is read
+        # once here through requests' own helpers, so it means what it meant with requests.
+        self._http = _pool_manager(self.endpoint, self.settings.pool_size)
+        self._timeout = urllib3.Timeout(connect=self.settings.connect_timeout_s, read=self.settings.read_timeout_s)
+        # Built once: urllib3 converts (and DEBUG-logs) a bare False on every request.
+        self._no_retries = urllib3.Retry(False, redirect=False)
+        headers = dict(_BASE_HEADERS)
         netrc_auth = requests.utils.get_netrc_auth(self.endpoint)
         if netrc_auth:
-            self._session.auth = netrc_auth
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.settings.pool_size, pool_block=True, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.headers.update({"Accept": "application/json", "User-Agent": "moodle-integration/0.1"})
+            headers.update(urllib3.util.make_headers(basic_auth=f"{netrc_auth[0]}:{netrc_auth[1]}"))
+        self._get_headers = headers
+        self._post_headers = {**headers, "Content-Type": _FORM}
         _install_log_scrubber()
 
     def __repr__(self) -> str:
@@ -377,7 +458,7 @@ class MoodleClient:
 
     # lifecycle
     def close(self) -> None:
-        self._session.close()
+        self._http.clear()
 
     def __enter__(self) -> MoodleClient:
         return self
@@ -527,8 +608,9 @@ class MoodleClient:
 
     # internals
     def _attempt(self, method: str, wsfunction: str, params: Mapping[str, Any] | None) -> Any:
-        fields = [("wstoken", self._token), ("wsfunction", wsfunction), ("moodlewsrestformat", "json")]
-        fields += encode_params(params)
+        encoded = self._token_field + form_body(
+            [("wsfunction", wsfunction), ("moodlewsrestformat", "json"), *encode_params(params)]
+        )
         waited = self.throttle.acquire()
         self.metrics.throttled(waited)
         if waited >= THROTTLE_LOG_SECONDS:
@@ -539,29 +621,43 @@ class MoodleClient:
                 self.settings.requests_per_second,
             )
         self.metrics.request(wsfunction)
-        timeout = (self.settings.connect_timeout_s, self.settings.read_timeout_s)
         started = time.monotonic()
         transport_error: MoodleError | None = None
         response = None
         body = ""
         try:
-            # Redirects are never followed: requests would re-send the POST as a GET without its
-            # form body, and Moodle would answer "invalid token". classify_response reports them.
+            # Redirects are never followed: a 303 would re-send the POST as a GET without its form
+            # body, and Moodle would answer "invalid token". classify_response reports them. The
+            # whole answer is read before urlopen returns (preload), and the connection reused.
             if method == "POST":
-                response = self._session.post(self.endpoint, data=fields, timeout=timeout, allow_redirects=False)
+                response = self._http.urlopen(
+                    "POST",
+                    self.endpoint,
+                    body=encoded.encode("ascii"),
+                    headers=self._post_headers,
+                    timeout=self._timeout,
+                    retries=self._no_retries,
+                    redirect=False,
+                )
             else:
-                response = self._session.get(self.endpoint, params=fields, timeout=timeout, allow_redirects=False)
-            # JSON is UTF-8 by definition (RFC 8259) and Moodle omits the charset: decoding
-            # ourselves skips requests' charset sniffing over multi-megabyte bodies.
-            body = response.content.decode("utf-8", errors="replace")
-        except requests.RequestException as exc:
+                response = self._http.urlopen(
+                    "GET",
+                    f"{self.endpoint}?{encoded}",
+                    headers=self._get_headers,
+                    timeout=self._timeout,
+                    retries=self._no_retries,
+                    redirect=False,
+                )
+            # JSON is UTF-8 by definition (RFC 8259) and Moodle omits the charset.
+            body = response.data.decode("utf-8", errors="replace")
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
             transport_error = self._transport_error(exc, wsfunction)
         elapsed_ms = (time.monotonic() - started) * 1000
         if transport_error is not None:
             logger.debug("moodle %s %s -> %s in %.0f ms", method, wsfunction, transport_error.message, elapsed_ms)
             raise transport_error
         assert response is not None
-        status = response.status_code
+        status = response.status
         logger.debug("moodle %s %s -> HTTP %s in %.0f ms (%d bytes)", method, wsfunction, status, elapsed_ms, len(body))
         if status == 429:
             self.metrics.got_429()
@@ -578,7 +674,6 @@ class MoodleClient:
             secrets=(self._token,),
             location=response.headers.get("Location"),
         )
-        response.close()
         if error is None:
             return data
         if status != 429 and error.kind == "rate_limited":
@@ -614,10 +709,18 @@ class MoodleClient:
     def _raise(error: MoodleError) -> Any:
         raise error
 
-    def _transport_error(self, exc: requests.RequestException, wsfunction: str) -> MoodleError:
-        """The typed error for a failure below HTTP. Permanent ones (unknown host, TLS handshake,
-        a refused connection where the other scheme answers) fail at once with a hint; only what
-        can pass (a dropped or refused connection, a timeout) is retried."""
+    def _transport_error(self, exc: BaseException, wsfunction: str) -> MoodleError:
+        """The typed error for a failure below HTTP (urllib3's exceptions). Permanent ones (unknown
+        host, TLS handshake, a refused connection where the other scheme answers) fail at once with
+        a hint; only what can pass (a dropped or refused connection, a timeout) is retried."""
+        if isinstance(exc, MaxRetryError) and exc.reason is not None:
+            exc = exc.reason  # not raised with retries=False, but urllib3's wrapper if it ever is
+        # A failure on the way to a proxy is a connection failure (as requests reported it), even
+        # a timeout or a TLS one: ProxyError is checked first.
+        via_proxy = isinstance(exc, ProxyError)
+        connection = via_proxy or isinstance(
+            exc, (NewConnectionError, ProtocolError, OSError, http.client.HTTPException)
+        )
         detail = scrub(_root_reason(exc), (self._token,))
         if len(detail) > 300:
             detail = detail[:300] + "…"
@@ -625,7 +728,7 @@ class MoodleClient:
         scheme, host = parts.scheme, parts.hostname or ""
         port = parts.port or (443 if scheme == "https" else 80)
         where = f"{host}:{port}"
-        if isinstance(exc, requests.exceptions.ReadTimeout):
+        if isinstance(exc, ReadTimeoutError) and not via_proxy:
             return MoodleTransientError(
                 f"no answer within {self.settings.read_timeout_s:g} s ({detail})",
                 wsfunction=wsfunction,
@@ -633,7 +736,7 @@ class MoodleClient:
                 "request fewer rows per call",
                 retryable=False,
             )
-        if isinstance(exc, requests.exceptions.SSLError):
+        if isinstance(exc, (SSLError, ssl.SSLError)) and not via_proxy:
             if "CERTIFICATE_VERIFY_FAILED" in detail or "certificate verify failed" in detail.lower():
                 hint = (
                     f"the certificate of {host} is not trusted here: fix the site's certificate chain, or point "
@@ -647,13 +750,13 @@ class MoodleClient:
             else:
                 hint = "check MOODLE_URL's scheme and port"
             return MoodleNetworkError(f"TLS handshake with {where} failed ({detail})", wsfunction=wsfunction, hint=hint)
-        if isinstance(exc, requests.exceptions.ConnectionError) and _is_name_resolution(exc):
+        if connection and _is_name_resolution(exc):
             return MoodleNetworkError(
                 f"the host name {host!r} does not resolve ({detail})",
                 wsfunction=wsfunction,
                 hint="check the host name in MOODLE_URL (a typo?) and this machine's DNS",
             )
-        if isinstance(exc, requests.exceptions.ConnectTimeout):
+        if isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError):
             return MoodleTransientError(
                 f"no connection to {where} within {self.settings.connect_timeout_s:g} s ({detail})",
                 wsfunction=wsfunction,
@@ -661,7 +764,7 @@ class MoodleClient:
                 "reachable from this machine",
                 retryable=True,
             )
-        if isinstance(exc, requests.exceptions.ConnectionError) and _is_refused(exc):
+        if connection and _is_refused(exc):
             other = _other_scheme(scheme, host, parts.port, self.settings.connect_timeout_s)
             if other is not None:
                 return MoodleNetworkError(
@@ -677,23 +780,14 @@ class MoodleClient:
                 "server is running",
                 retryable=True,
             )
-        if isinstance(
-            exc,
-            (
-                requests.exceptions.ConnectionError,
-                requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError,
-            ),
-        ):
+        if connection or isinstance(exc, DecodeError):
             return MoodleTransientError(
                 f"connection failed or dropped ({detail})",
                 wsfunction=wsfunction,
                 hint="check MOODLE_URL and that the site is reachable; the sync can be re-run once it is",
                 retryable=True,
             )
-        if isinstance(
-            exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
-        ):
+        if isinstance(exc, (LocationValueError, URLSchemeUnknown)):
             return MoodleUnknownError(f"invalid site URL ({detail})", wsfunction=wsfunction, hint="check MOODLE_URL")
         return MoodleUnknownError(f"HTTP request failed ({detail})", wsfunction=wsfunction)
 
@@ -733,7 +827,7 @@ class MoodleClient:
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and everything it wraps (requests -> urllib3 MaxRetryError.reason -> OSError...)."""
+    """``exc`` and everything it wraps (urllib3's ProxyError / ProtocolError -> OSError...)."""
     seen: set[int] = set()
     stack: list[BaseException] = [exc]
     while stack:
@@ -748,8 +842,8 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _root_reason(exc: BaseException) -> str:
-    """The innermost OS or TLS reason (``[Errno 111] Connection refused``), not requests' and
-    urllib3's layers of wrapping around it; the exception's own text when there is none."""
+    """The innermost OS or TLS reason (``[Errno 111] Connection refused``), not urllib3's layers
+    of wrapping around it; the exception's own text when there is none."""
     best: BaseException | None = None
     for cause in _causes(exc):
         specific = isinstance(cause, (ssl.SSLError, socket.gaierror, ConnectionRefusedError, TimeoutError))

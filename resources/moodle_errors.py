@@ -9,7 +9,7 @@ wrong and *what to do*.
 Re-exported from ``resources.moodle``; import from there.
 
 Token safety: nothing in this module ever sees the token. Every text that comes from outside
-(server messages, requests exception texts) passes through ``scrub`` before it is stored.
+(server messages, HTTP library exception texts) passes through ``scrub`` before it is stored.
 """
 
 from __future__ import annotations
@@ -514,7 +514,7 @@ _MOODLE_PAGE = re.compile(r'M\.cfg\s*=|(?i:id="login")|(?i:/login/index\.php)')
 
 
 def redirect_error(status: int, location: str | None, wsfunction: str | None) -> MoodleError:
-    """A 3xx from the endpoint. Never followed: requests would re-send a POST as a GET without its
+    """A 3xx from the endpoint. Never followed: a client following it would re-send a POST as a GET without its
     form body (Moodle then sees no token). When Moodle redirects to its own address (a MOODLE_URL
     whose host or scheme differs from ``$CFG->wwwroot``), the hint names the URL to use."""
     target = scrub(location or "")

@@ -49,6 +49,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=lambda: {"Content-type": "application/json"})
     # "drop": close the socket without answering; "truncate": announce more bytes than sent.
     action: str | None = None
+    delay: float = 0.0  # seconds to wait before answering
 
 
 @dataclass
@@ -59,6 +60,9 @@ class Seen:
     form: list[tuple[str, str]]
     raw_path: str
     t: float = 0.0  # time.time() when the request was read
+    headers: dict[str, str] = field(default_factory=dict)  # as sent (names lower-cased)
+    body: bytes = b""  # the raw request body
+    peer: int = 0  # the client's port: one per connection
 
 
 class ReplayServer:
@@ -80,15 +84,19 @@ class ReplayServer:
 
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode() if length else ""
+                raw = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
+                headers = {k.lower(): v for k, v in self.headers.items()}
                 with outer.lock:
                     outer.seen.append(
                         Seen(self.command, parts.path, parse_qsl(parts.query, keep_blank_values=True),
-                             parse_qsl(body, keep_blank_values=True), self.path, time.time())
+                             parse_qsl(raw.decode(), keep_blank_values=True), self.path, time.time(),
+                             headers, raw, self.client_address[1])
                     )
                     reply = outer.queue.popleft() if outer.queue else outer.default
                 data = reply.body.encode() if isinstance(reply.body, str) else reply.body
+                if reply.delay:
+                    time.sleep(reply.delay)
                 if reply.action == "drop":
                     self.close_connection = True
                     self.connection.close()
