@@ -109,12 +109,17 @@ class ChangeLog:
         """Write changes into `session`'s transaction as they accumulate, all with time `now`."""
         self._session, self._now = session, now or utcnow()
 
-    def _keep(self, rows: list[tuple[str, str, str, str | None]]) -> None:
+    def _keep(self, rows: list[tuple[str, str, str, str | None]], *, entity: str = "", kind: str = "") -> None:
+        """Keep `rows`; `entity` and `kind`, when given, are those of every row (counted at once)."""
         self.pending.extend(rows)
         self._total += len(rows)
-        for entity, key, kind, columns in rows[: max(0, SAMPLE_SIZE - len(self._sample))]:
-            self._sample.append(Change(entity, key, kind, tuple(columns.split(",")) if columns else ()))
-        if len(rows) == 1:
+        for entity_, key, kind_, columns in rows[: max(0, SAMPLE_SIZE - len(self._sample))]:
+            self._sample.append(Change(entity_, key, kind_, tuple(columns.split(",")) if columns else ()))
+        if entity and kind:
+            if rows:
+                self._by_kind[kind] += len(rows)
+                self._by_entity[entity] += len(rows)
+        elif len(rows) == 1:
             self._by_kind[rows[0][2]] += 1
             self._by_entity[rows[0][0]] += 1
         else:
@@ -135,7 +140,7 @@ class ChangeLog:
         self._keep([(entity, str(moodle_key), kind, ",".join(cols) or None)])
 
     def add_many(self, entity: str, keys: Iterable[Any], kind: str) -> None:
-        self._keep([(entity, str(key), kind, None) for key in keys])
+        self._keep([(entity, str(key), kind, None) for key in keys], entity=entity, kind=kind)
 
     def summary(self) -> ChangeSummary:
         return ChangeSummary(by_kind=dict(self._by_kind), by_entity=dict(self._by_entity), sample=list(self._sample))

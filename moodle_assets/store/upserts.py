@@ -595,8 +595,8 @@ class EnrollmentWriter:
     raw: RawValues
     pending: list[tuple[Any, ...]] = field(default_factory=list)
 
-    def add(self, row: tuple[Any, ...]) -> None:
-        self.pending.append(row)
+    def extend(self, rows: list[tuple[Any, ...]]) -> None:
+        self.pending.extend(rows)
         if len(self.pending) >= INSERT_CHUNK:
             self.flush()
 
@@ -611,7 +611,10 @@ class CoursePlan:
     outside the write transaction (during the fetch) and applied later by `apply_course_plan`.
     Plain lists and ints (`astuple` is marshal-able, for on-disk staging)."""
 
-    inserts: list[tuple[Any, ...]]  # (user_id, moodle user, moodle course, is_active, roles, stamp)
+    # Rows to insert, driver-ready in `_ENROLLMENT_INSERT_COLUMNS` order (built here, outside
+    # the write transaction, so applying them is one executemany / COPY).
+    inserts: list[tuple[Any, ...]]
+    inserted_keys: list[str]  # their change-log keys, in the same order
     # (id, moodle user, moodle course, is_active, roles, stamp, withheld, was active, changed columns)
     updates: list[tuple[Any, ...]]
     gone: list[tuple[int, Any, Any]]  # active rows Moodle no longer lists: (id, moodle course, moodle user)
@@ -620,7 +623,15 @@ class CoursePlan:
     unmatched: int
 
     def astuple(self) -> tuple[Any, ...]:
-        return (self.inserts, self.updates, self.gone, self.active_in_scope, self.unchanged, self.unmatched)
+        return (
+            self.inserts,
+            self.inserted_keys,
+            self.updates,
+            self.gone,
+            self.active_in_scope,
+            self.unchanged,
+            self.unmatched,
+        )
 
 
 def plan_course_enrollments(
@@ -630,6 +641,8 @@ def plan_course_enrollments(
     users: Mapping[int, int],
     keep_moodle_users: Iterable[int] = (),
     raw: RawValues,
+    course_id: int,
+    now: datetime,
 ) -> CoursePlan:
     """Diff one course's staged snapshot (`RawValues.stage_enrollment` tuples) against its stored
     rows (`_ENROLLMENT_STORED` tuples), all as plain driver values: no per-row type processing.
@@ -647,14 +660,20 @@ def plan_course_enrollments(
             continue
         desired[user_id] = row  # a user listed twice: the last row wins
     inserts: list[tuple[Any, ...]] = []
+    inserted_keys: list[str] = []
     updates: list[tuple[Any, ...]] = []
     unchanged = 0
+    now_raw = raw.ts(now)
+    stamp_param = raw.stamp_param
     for user_id, (moodle_user, moodle_course, active, roles, stamp, withheld) in desired.items():
         old = existing.get(user_id)
         if old is None:
             if withheld and "roles" in withheld.split(","):
                 roles = None
-            inserts.append((user_id, moodle_user, moodle_course, active, roles, stamp))
+            inserts.append(
+                (user_id, course_id, moodle_user, moodle_course, active, roles, stamp_param(stamp), now_raw, now_raw)
+            )
+            inserted_keys.append(cl.enrollment_key(moodle_course, moodle_user))
             continue
         hidden = withheld.split(",") if withheld else ()
         if (
@@ -685,7 +704,7 @@ def plan_course_enrollments(
         if old[2] and user_id not in desired and user_id not in keep
     ]
     active_in_scope = sum(1 for old in existing.values() if old[2])
-    return CoursePlan(inserts, updates, gone, active_in_scope, unchanged, unmatched)
+    return CoursePlan(inserts, inserted_keys, updates, gone, active_in_scope, unchanged, unmatched)
 
 
 def apply_course_plan(
@@ -704,26 +723,12 @@ def apply_course_plan(
     could not see every participant (`deactivate=False`). With `changes`, each insert and update
     is logged, and the keys of the gone rows are kept for `finish_enrollments` to log."""
     raw = writer.raw
-    now_raw = raw.ts(now)
     if changes is not None:
-        changes.add_many(cl.ENROLLMENT, (cl.enrollment_key(row[2], row[1]) for row in plan.inserts), cl.INSERTED)
+        changes.add_many(cl.ENROLLMENT, plan.inserted_keys, cl.INSERTED)
         for _id, moodle_user, moodle_course, active, _r, _s, _w, was_active, columns in plan.updates:
             key = cl.enrollment_key(moodle_course, moodle_user)
             changes.add(cl.ENROLLMENT, key, cl.kind_of(was_active, bool(active)), columns.split(",") if columns else ())
-    for user_id, moodle_user, moodle_course, active, roles, stamp in plan.inserts:
-        writer.add(
-            (
-                user_id,
-                course_id,
-                moodle_user,
-                moodle_course,
-                raw.flag(active),
-                roles,
-                raw.stamp_param(stamp),
-                now_raw,
-                now_raw,
-            )
-        )
+    writer.extend(plan.inserts)
     updates: list[dict[str, Any]] = []
     for row_id, moodle_user, moodle_course, active, roles, stamp, withheld, _was, _cols in plan.updates:
         values: dict[str, Any] = {
@@ -768,7 +773,9 @@ def apply_course_enrollments(
     own_writer = writer is None
     writer = writer or EnrollmentWriter(session, RawValues(session))
     stored = session.execute(_ENROLLMENT_STORED, {"course_id": course_id})
-    plan = plan_course_enrollments(stored, staged, users=users, keep_moodle_users=keep_moodle_users, raw=writer.raw)
+    plan = plan_course_enrollments(
+        stored, staged, users=users, keep_moodle_users=keep_moodle_users, raw=writer.raw, course_id=course_id, now=now
+    )
     result = apply_course_plan(
         session, course_id, plan, now=now, scope=scope, deactivate=deactivate, writer=writer, changes=changes
     )

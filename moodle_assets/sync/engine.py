@@ -583,7 +583,13 @@ def sync_enrollments(
                 staging.add(local_id, got)
                 keep = list(planned_users) if moodle_id in skipped_deactivation else kept[moodle_id]
                 plan = upserts.plan_course_enrollments(
-                    reader.course(local_id), got.rows, users=planned_users, keep_moodle_users=keep, raw=raw
+                    reader.course(local_id),
+                    got.rows,
+                    users=planned_users,
+                    keep_moodle_users=keep,
+                    raw=raw,
+                    course_id=local_id,
+                    now=now,
                 )
                 staging.add_plan(local_id, plan)
                 del got, plan
