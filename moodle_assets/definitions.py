@@ -57,7 +57,6 @@ def build_definitions(settings: Settings) -> Definitions:
                 enrolment_page_size=settings.enrolment_page_size,
                 user_id_page_size=settings.user_id_page_size,
                 user_batch_size=settings.user_batch_size,
-                fetch_process=settings.fetch_process,
                 max_deactivate_fraction=settings.max_deactivate_fraction,
                 deactivation_guard_min_rows=settings.deactivate_min_rows,
                 max_unreadable_course_fraction=settings.max_unreadable_course_fraction,

@@ -190,19 +190,6 @@ class ClientMetrics:
         with self._lock:
             self._failures[kind] += 1
 
-    def add(self, snapshot: dict[str, Any]) -> None:
-        """Add another client's `snapshot()` (a worker process's) to these counters."""
-        with self._lock:
-            self._calls += snapshot["calls_total"]
-            self._requests += snapshot["requests_total"]
-            self._by_function.update(snapshot["requests_by_function"])
-            self._retries += snapshot["retries"]
-            self._responses_429 += snapshot["responses_429"]
-            self._ratelimit_payloads += snapshot["ratelimit_payloads"]
-            self._backoff_seconds += snapshot["backoff_seconds"]
-            self._throttle_seconds += snapshot["throttle_wait_seconds"]
-            self._failures.update(snapshot["failures_by_kind"])
-
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -468,11 +455,6 @@ class MoodleClient:
 
     def snapshot(self) -> dict[str, Any]:
         return self.metrics.snapshot()
-
-    def worker_token(self) -> str:
-        """The token, for a worker process's client of the same settings (handed over a pipe,
-        never argv or the environment: see moodle_assets/sync/fetch_worker.py)."""
-        return self._token
 
     # public calls
     def webservice_post(self, wsfunction: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:

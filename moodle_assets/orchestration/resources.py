@@ -20,7 +20,6 @@ class SyncOptionsResource(ConfigurableResource):
     enrolment_page_size: int = Field(default=_DEFAULTS.enrolment_page_size)
     user_id_page_size: int = Field(default=_DEFAULTS.user_id_page_size)
     user_batch_size: int = Field(default=_DEFAULTS.user_batch_size)
-    fetch_process: str = Field(default=_DEFAULTS.fetch_process)
     max_deactivate_fraction: float = Field(default=_DEFAULTS.max_deactivate_fraction)
     deactivation_guard_min_rows: int = Field(default=_DEFAULTS.deactivation_guard_min_rows)
     max_unreadable_course_fraction: float = Field(default=_DEFAULTS.max_unreadable_course_fraction)

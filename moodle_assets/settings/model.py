@@ -30,7 +30,7 @@ from schedules.plan import DEFAULT_TICK_SECONDS
 from ..core import redaction
 from ..core.validation import ConfigError, check_http_url
 from ..history.runs import DEFAULT_HEARTBEAT_TIMEOUT_S
-from ..sync.options import FETCH_PROCESS_MODES, SyncOptions
+from ..sync.options import SyncOptions
 
 # Where a source checkout keeps its data by default: `data/` beside workspace.yaml.
 _CHECKOUT_ROOT = Path(__file__).resolve().parents[2]
@@ -205,13 +205,6 @@ class Settings(BaseModel):
         le=2000,
         group="Sync",
     )
-    fetch_process: str = _var(
-        _SYNC.fetch_process,
-        "MOODLE_SYNC_FETCH_PROCESS",
-        "enrolments fetched and mapped in a worker process beside the one that writes: `auto` (100+ courses, "
-        "2+ cores), `on`, `off`",
-        group="Sync",
-    )
     max_deactivate_fraction: float = _var(
         _SYNC.max_deactivate_fraction,
         "MOODLE_SYNC_MAX_DEACTIVATE_FRACTION",
@@ -339,14 +332,6 @@ class Settings(BaseModel):
         except re.error as exc:
             raise ValueError(f"must be a regular expression ({exc})") from None
         return value
-
-    @field_validator("fetch_process")
-    @classmethod
-    def _fetch_process(cls, value: str) -> str:
-        mode = value.lower()
-        if mode not in FETCH_PROCESS_MODES:
-            raise ValueError(f"must be one of {', '.join(FETCH_PROCESS_MODES)}")
-        return mode
 
     @field_validator("log_level")
     @classmethod

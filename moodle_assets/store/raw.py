@@ -26,13 +26,6 @@ class RawValues:
         dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
         self.sqlite = dialect.name == "sqlite"
 
-    @classmethod
-    def for_dialect(cls, *, sqlite: bool) -> RawValues:
-        """The same conversions without a database at hand (the enrolment fetch worker)."""
-        values = cls.__new__(cls)
-        values.sqlite = sqlite
-        return values
-
     def ts(self, value: datetime | None) -> Any:
         """A datetime as `insert_raw` takes it (SQLite: the stored text; PostgreSQL: ISO 8601)."""
         if value is None:

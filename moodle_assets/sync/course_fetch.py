@@ -1,10 +1,10 @@
 """One course's enrolments fetched, mapped and staged; and every course's, in threads.
 
 `fetch_course` is the fetch half of the enrolment step (two paged passes, the mapper, the
-driver-ready staged tuples of `RawValues.stage_enrollment`): pure of the database, so it runs
-in this process's threads (`courses_in_threads`) or in the fetch worker process
-(`fetch_worker`). Both yield, per course as it completes, either its `FetchedCourse` or the
-per-course `MoodleError` the caller decides about (gone, refused); anything else raises.
+driver-ready staged tuples of `RawValues.stage_enrollment`), pure of the database, run in the
+fetch threads so the step's own thread only diffs and stages. `courses_in_threads` yields, per
+course as it completes, either its `FetchedCourse` or the per-course `MoodleError` the caller
+decides about (gone, refused); anything else raises.
 """
 
 from __future__ import annotations

@@ -46,7 +46,6 @@ from ..store.db import transaction
 from .access import CoursesRefused, TokenAccess, capability_for, read_access
 from .course_fetch import FetchedCourse, courses_in_threads, rejections, withheld_counts
 from .fetch import MoodleFetcher
-from .fetch_worker import courses_in_process, wanted
 from .options import SyncOptions
 
 log = logging.getLogger(__name__)
@@ -558,10 +557,7 @@ def sync_enrollments(
         before = reader.fingerprint()
         planned_users = reader.user_ids()
         done = 0
-        in_worker = wanted(options.fetch_process, len(courses), fetcher.client)
-        fetch = courses_in_process if in_worker else courses_in_threads
-        outcome.details["enrollments_fetched_in_worker_process"] = in_worker
-        results = fetch(fetcher, courses, now, raw, concurrency=options.concurrency, check=control.check)
+        results = courses_in_threads(fetcher, courses, now, raw, concurrency=options.concurrency, check=control.check)
         with closing(results):  # stops the courses in flight when this loop ends early
             for local_id, moodle_id, got in results:
                 if isinstance(got, MoodleMissingRecordError):

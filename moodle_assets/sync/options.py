@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FETCH_PROCESS_MODES = ("auto", "on", "off")
-
 
 @dataclass(frozen=True)
 class SyncOptions:
@@ -26,9 +24,6 @@ class SyncOptions:
     # keeps each request near 3.5 s of server time, far inside any proxy timeout (60 s is
     # common) and far below PHP's max_input_vars (5000 form fields); half the requests of 500.
     user_batch_size: int = 1000
-    # ENROLLMENTS: fetch, map and stage in a worker process beside the one that diffs and
-    # writes (auto: catalogs of 100 courses or more on two cores or more; see sync/fetch_worker.py).
-    fetch_process: str = "auto"
     max_deactivate_fraction: float = 0.25
     deactivation_guard_min_rows: int = 10
     # ENROLLMENTS: a run in which more than this share of the catalog's courses refuse to show

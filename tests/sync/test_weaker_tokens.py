@@ -215,41 +215,31 @@ def test_a_plain_token_cannot_list_users_and_fails_before_writing(migrated_engin
 # --- ENROLLMENTS -----------------------------------------------------------------------------------
 
 
-# The enrolment fetch runs in this process's threads or in a worker process: the same rules hold.
-FETCH_MODES = pytest.mark.parametrize("mode", ["off", "on"], ids=["threads", "worker-process"])
-
-
-@FETCH_MODES
 @pytest.mark.parametrize("token, capability", [("reader", "moodle/course:enrolreview"),
                                                ("plain", "moodle/course:view")])
-def test_when_every_course_refuses_the_run_fails_and_writes_nothing(token, capability, mode, migrated_engine,
-                                                                    fetchers):
+def test_when_every_course_refuses_the_run_fails_and_writes_nothing(token, capability, migrated_engine, fetchers):
     before = synced_by_admin(migrated_engine, fetchers)
     with pytest.raises(CoursesRefused) as info:
-        sync_enrollments(fetchers(token), migrated_engine, SyncOptions(fetch_process=mode))
+        sync_enrollments(fetchers(token), migrated_engine, SyncOptions())
     assert "6 of 6 courses refused" in str(info.value) and capability in str(info.value)
     assert snapshot(migrated_engine) == before
 
 
-@FETCH_MODES
-def test_a_few_refusing_courses_are_a_warning_under_the_threshold(mode, migrated_engine, fetchers):
+def test_a_few_refusing_courses_are_a_warning_under_the_threshold(migrated_engine, fetchers):
     """Course 6 is hidden: a token without viewhiddencourses cannot read it (1 of 6 = 17 %)."""
     before = synced_by_admin(migrated_engine, fetchers)
     with pytest.raises(CoursesRefused, match="1 of 6 courses"):
-        sync_enrollments(fetchers("no_viewhiddencourses"), migrated_engine, SyncOptions(fetch_process=mode))
+        sync_enrollments(fetchers("no_viewhiddencourses"), migrated_engine, SyncOptions())
     outcome = sync_enrollments(
-        fetchers("no_viewhiddencourses"), migrated_engine,
-        SyncOptions(max_unreadable_course_fraction=0.2, fetch_process=mode),
+        fetchers("no_viewhiddencourses"), migrated_engine, SyncOptions(max_unreadable_course_fraction=0.2)
     )
-    assert outcome.details["enrollments_fetched_in_worker_process"] is (mode == "on")
     assert_nothing_lost(before, snapshot(migrated_engine))
     assert outcome.details["courses_refused"] == 1 and "1 of 6 courses refused" in outcome.warnings[0]
 
 
-@FETCH_MODES
-def test_without_viewdetails_students_are_not_taken_for_unenrolled(mode, migrated_engine, fetchers):
+def test_without_viewdetails_students_are_not_taken_for_unenrolled(migrated_engine, fetchers):
     before = synced_by_admin(migrated_engine, fetchers)
-    outcome = sync_enrollments(fetchers("no_viewdetails"), migrated_engine, SyncOptions(fetch_process=mode))
+    outcome = sync_enrollments(fetchers("no_viewdetails"), migrated_engine, SyncOptions())
     assert_nothing_lost(before, snapshot(migrated_engine))
     assert outcome.access.visibility.all_users is False
     assert outcome.details["enrollments_kept_unseen"] > 10 and "moodle/user:viewdetails" in outcome.warnings[0]
