@@ -26,6 +26,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Engine
@@ -44,6 +45,7 @@ from ..core.counts import RunCounts
 from ..core.targets import SyncTarget
 from ..store import changelog, upserts
 from ..store.db import transaction
+from ..store.spool import Spool
 from .access import CoursesRefused, TokenAccess, capability_for, read_access
 from .fetch import MoodleFetcher
 from .options import SyncOptions
@@ -396,25 +398,37 @@ def sync_user_directory(
             exc.args = (exc._render(),)
         raise
     control.check()
-    # Streamed: each batch is mapped as it arrives and its raw rows dropped, so only the compact
-    # records stay in memory (raw rows were ~3 KB/user: 418 MB peak at 100k users).
-    rows = _user_rows(fetcher, ids, options.concurrency, control)
-    users = mappers.map_rows(mappers.map_moodle_user_row, rows, synced_at=now)
-    outcome.counts.fetched = users.fetched
-    outcome.counts.skipped = users.skipped
-    outcome.reject(_rejections(users))
-    # A user listed among the participants but not returned by id (deleted in between, or
-    # hidden from this token), or whose row was rejected, is not "gone": only ids Moodle no
-    # longer lists are deactivated.
-    returned = {r.moodle_user_id for r in users.records} | _listed_ids(users)
-    missing = [i for i in ids if i not in returned]
+    with _user_staging(fetcher, ids, options, control, now) as users:
+        outcome.counts.fetched = users.fetched
+        outcome.counts.skipped = users.mapped.skipped
+        outcome.reject(_rejections(users.mapped))
+        # A user listed among the participants but not returned by id (deleted in between, or
+        # hidden from this token), or whose row was rejected, is not "gone": only ids Moodle no
+        # longer lists are deactivated.
+        listed = _listed_ids(users.mapped)
+        missing = sum(1 for i in ids if i not in users.returned and i not in listed)
+        users.returned.clear()
+        return _apply_users(outcome, engine, options, control, access, ids, users, missing, now)
+
+
+def _apply_users(
+    outcome: SyncOutcome,
+    engine: Engine,
+    options: SyncOptions,
+    control: SyncControl,
+    access: TokenAccess,
+    ids: list[int],
+    users: _StagedUsers,
+    missing: int,
+    now: datetime,
+) -> SyncOutcome:
     sees_every_user = access.identity.is_site_admin or access.visibility.all_users is True
     changes = _change_log(SyncTarget.USER_DIRECTORY, options, control)
     with control.apply(engine) as session:
         _bind_changes(changes, session)
         result = upserts.apply_users(
             session,
-            users.records,
+            users,
             now=now,
             guard=_guard(options),
             listed=ids,
@@ -429,14 +443,78 @@ def sync_user_directory(
             f"(moodle/user:viewdetails: only teachers and its own account are listed); {result.kept_unseen} stored "
             "users not listed were kept active"
         )
-    _warn_withheld(outcome, "users", _withheld_counts(users.records))
+    _warn_withheld(outcome, "users", users.withheld)
     outcome.details.update(
         user_ids_listed=len(ids),
-        users_missing_by_id=len(missing),
-        guest_skipped=users.skipped,
+        users_missing_by_id=missing,
+        guest_skipped=users.mapped.skipped,
         users_kept_unseen=result.kept_unseen,
     )
     return outcome
+
+
+class _StagedUsers:
+    """The mapped users of one sync parked on disk (a `Spool` of compact tuples, one list per
+    `_USER_PART` rows fetched), iterable as `UserRecord`s as often as `apply_users` needs: only
+    one such list of records is in memory at a time. Kept whole: the rejections and skips (few), the Moodle ids
+    returned (ints) and the withheld-field counts."""
+
+    _FIELDS = tuple(f for f in mappers.UserRecord.__dataclass_fields__)
+
+    def __init__(self) -> None:
+        self.spool = Spool("moodle-users-")
+        self.rejected: list[mappers.Rejection] = []
+        self.skipped_rows: list[mappers.Rejection] = []
+        self.records = 0
+        self.returned: set[int] = set()
+        self.withheld: dict[str, int] = {}
+        self._as_tuple = attrgetter(*self._FIELDS)
+
+    @property
+    def mapped(self) -> mappers.MappedBatch:
+        """The rejections and skips (records left out: they are on disk)."""
+        return mappers.MappedBatch([], self.rejected, len(self.skipped_rows), self.skipped_rows)
+
+    @property
+    def fetched(self) -> int:
+        return self.records + len(self.rejected) + len(self.skipped_rows)
+
+    def add(self, part: mappers.MappedBatch) -> None:
+        self.rejected.extend(part.rejected)
+        self.skipped_rows.extend(part.skipped_rows)
+        self.records += len(part.records)
+        for r in part.records:
+            self.returned.add(r.moodle_user_id)
+            for name in r.withheld:
+                self.withheld[name] = self.withheld.get(name, 0) + 1
+        self.spool.add([self._as_tuple(r) for r in part.records])
+
+    def __iter__(self) -> Iterator[mappers.UserRecord]:
+        record = mappers.UserRecord
+        for batch in self.spool.batches():
+            for values in batch:
+                yield record(*values)
+
+
+@contextmanager
+def _user_staging(
+    fetcher: MoodleFetcher, ids: list[int], options: SyncOptions, control: SyncControl, now: datetime
+) -> Iterator[_StagedUsers]:
+    """Fetch, map and stage every user: each batch is mapped as it arrives and its raw rows dropped
+    (raw rows were ~3 KB/user: 418 MB peak at 100k users), then parked on disk."""
+    mapper = mappers.RowMapper(mappers.map_moodle_user_row, synced_at=now)
+    staged = _StagedUsers()
+    try:
+        rows = _user_rows(fetcher, ids, options.concurrency, control)
+        while part := list(islice(rows, _USER_PART)):
+            staged.add(mapper.map(part))
+        yield staged
+    finally:
+        staged.spool.close()
+
+
+# Fetched user rows mapped and staged at a time.
+_USER_PART = 1000
 
 
 # --- ENROLLMENTS ----------------------------------------------------------------------------
