@@ -395,6 +395,48 @@ def deactivate_enrollments_of_courses(
 # --- users ----------------------------------------------------------------------------------
 
 
+# Driver-level reads of plain ints and text (no per-row type processing, no IN-list compiling).
+_STORED_EMAILS_SQL = "SELECT moodle_user_id, email FROM users WHERE moodle_user_id IN ({ids})"
+_ACTIVE_USERS_SQL = "SELECT id, moodle_user_id, is_active FROM users WHERE moodle_user_id IS NOT NULL"
+
+
+def _int_list(ids: Iterable[int]) -> str:
+    """An SQL IN list of ints, written inline: `int()` makes it safe, and skips the bound
+    parameter expansion SQLAlchemy would compile for each list."""
+    return ", ".join(str(int(i)) for i in ids)
+
+
+def _driver_rows(session: Session, sql: str, params: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The rows of `sql` as the driver returns them, in the session's transaction."""
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(INSERT_CHUNK):
+            yield from rows
+    finally:
+        cursor.close()
+
+
+_STORED_USER_COLUMNS = ("id", "moodle_user_id", "email", "is_active", *USER_FIELDS[1:])
+
+
+def _stored_users(session: Session, raw: RawValues, column: str, keys: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    """The stored users whose `column` is one of `keys`, as column -> typed value (what the ORM
+    types would give: bools, aware UTC datetimes) read at driver level: SQLAlchemy's compiling of
+    an IN list of 900 bound parameters cost more than the query."""
+    mark = "?" if raw.sqlite else "%s"
+    names = ", ".join(_STORED_USER_COLUMNS)
+    for chunk in _chunks(list(keys)):
+        sql = f"SELECT {names} FROM users WHERE {column} IN ({', '.join([mark] * len(chunk))})"
+        for row in _driver_rows(session, sql, tuple(chunk)):
+            user = dict(zip(_STORED_USER_COLUMNS, row, strict=True))
+            user["is_active"] = bool(user["is_active"])
+            if user["is_suspended"] is not None:
+                user["is_suspended"] = bool(user["is_suspended"])
+            user["last_access_at"] = raw.stored_ts(user["last_access_at"])
+            yield user
+
+
 def _in_batches(records: Iterable[Any], size: int) -> Iterator[list[Any]]:
     it = iter(records)
     while batch := list(islice(it, size)):
@@ -434,18 +476,10 @@ def apply_users(
     """
     if iter(records) is records:
         raise TypeError("apply_users reads `records` twice: pass a list or another re-iterable collection")
-    users = User.__table__.c  # Core columns: plain rows, not the ORM's per-row loading
-    stored_columns = (
-        users.id,
-        users.moodle_user_id,
-        users.email,
-        users.is_active,
-        *[users[f] for f in USER_FIELDS[1:]],
-    )
-
     # Pass 1: the ids seen; the Moodle users whose stored e-mail this sync changes (theirs is
     # free to be taken by another user in the same sync); the e-mails more than one incoming
     # record carries (by hash: only those need the exact "claimed" bookkeeping below).
+    raw = RawValues(session)
     seen: set[int] = set(listed or ())
     releasing: set[int] = set()
     hashes: set[int] = set()
@@ -462,15 +496,13 @@ def apply_users(
                 else:
                     hashes.add(h)
         for chunk in _chunks(list(incoming)):
-            query = select(users.moodle_user_id, users.email).where(users.moodle_user_id.in_(chunk))
-            for moodle_id, email in session.execute(query):
+            for moodle_id, email in _driver_rows(session, _STORED_EMAILS_SQL.format(ids=_int_list(chunk))):
                 if email is not None and incoming[moodle_id] != email:
                     releasing.add(moodle_id)
     del hashes
 
     # Pass 2: compare batch by batch; park the writes.
     result = ApplyResult()
-    raw = RawValues(session)
     now_raw, active_raw = raw.ts(now), raw.flag(True)
     email_changes: list[int] = []
     claimed: dict[str, int] = {}  # e-mails in `shared` only
@@ -478,14 +510,19 @@ def apply_users(
     updated = inserted = 0
     with Spool("moodle-user-updates-") as update_spool, Spool("moodle-user-inserts-") as insert_spool:
         for batch in _in_batches(records, batch_size):
-            by_moodle: dict[int, Any] = {}
-            by_email: dict[str, Any] = {}
-            for chunk in _chunks([r.moodle_user_id for r in batch]):
-                for row in session.execute(select(*stored_columns).where(users.moodle_user_id.in_(chunk))):
-                    by_moodle[row.moodle_user_id] = row
-            for chunk in _chunks(list({r.email for r in batch if r.email is not None})):
-                for row in session.execute(select(*stored_columns).where(users.email.in_(chunk))):
-                    by_email[row.email] = row
+            by_moodle = {
+                user["moodle_user_id"]: user
+                for user in _stored_users(session, raw, "moodle_user_id", (r.moodle_user_id for r in batch))
+            }
+            # Only e-mails not already the stored e-mail of their own Moodle id can be held by
+            # another row (e-mails are unique): a re-sync with nothing changed looks up none.
+            emails = {
+                r.email
+                for r in batch
+                if r.email is not None
+                and (r.moodle_user_id not in by_moodle or by_moodle[r.moodle_user_id]["email"] != r.email)
+            }
+            by_email = {user["email"]: user for user in _stored_users(session, raw, "email", emails)}
             updates: list[dict[str, Any]] = []
             inserts: list[tuple[Any, ...]] = []
             for r in batch:
@@ -500,8 +537,8 @@ def apply_users(
                             (r.moodle_user_id, f"email {r.email} is also used by Moodle user {owner}")
                         )
                         continue
-                    if holder is not None and (current is None or holder.id != current.id):
-                        holder_moodle = holder.moodle_user_id
+                    if holder is not None and (current is None or holder["id"] != current["id"]):
+                        holder_moodle = holder["moodle_user_id"]
                         if holder_moodle is not None and holder_moodle not in releasing:
                             result.rejected.append(
                                 (
@@ -513,12 +550,12 @@ def apply_users(
                         if current is None and holder_moodle is None:
                             # Link the existing local user to this Moodle account.
                             if changes is not None:
-                                old = holder._mapping
+                                old = holder
                                 columns = ["moodle_user_id"] + [f for f, v in values.items() if not _same(old[f], v)]
                                 changes.add(cl.USER, r.moodle_user_id, cl.kind_of(old["is_active"], True), columns)
                             updates.append(
                                 {
-                                    "id": holder.id,
+                                    "id": holder["id"],
                                     "moodle_user_id": r.moodle_user_id,
                                     **values,
                                     "is_active": True,
@@ -533,7 +570,7 @@ def apply_users(
                             result.rejected.append(
                                 (
                                     r.moodle_user_id,
-                                    f"email {r.email} belongs to another local user (id {holder.id}); not merged",
+                                    f"email {r.email} belongs to another local user (id {holder['id']}); not merged",
                                 )
                             )
                             continue
@@ -555,15 +592,15 @@ def apply_users(
                         )
                     )
                     continue
-                old = current._mapping
+                old = current
                 changed = not old["is_active"] or any(not _same(old[f], v) for f, v in values.items())
                 if changed:
                     if "email" in values and old["email"] != values["email"]:
-                        email_changes.append(current.id)
+                        email_changes.append(current["id"])
                     if changes is not None:
                         columns = [f for f, v in values.items() if not _same(old[f], v)]
                         changes.add(cl.USER, r.moodle_user_id, cl.kind_of(old["is_active"], True), columns)
-                    updates.append({"id": current.id, **values, "is_active": True, "synced_at": now})
+                    updates.append({"id": current["id"], **values, "is_active": True, "synced_at": now})
                 else:
                     result.unchanged += 1
             update_spool.add(updates)
@@ -574,15 +611,14 @@ def apply_users(
         # Stored active users Moodle no longer lists, read as a stream of (id, Moodle id, active).
         gone_keys: dict[int, int] = {}
         gone_count = active = 0
-        query = select(users.id, users.moodle_user_id, users.is_active).where(users.moodle_user_id.is_not(None))
-        for row in session.execute(query.execution_options(yield_per=INSERT_CHUNK)):
-            if not row.is_active:
+        for row_id, moodle_id, is_active in _driver_rows(session, _ACTIVE_USERS_SQL):
+            if not is_active:
                 continue
             active += 1
-            if row.moodle_user_id not in seen:
+            if moodle_id not in seen:
                 gone_count += 1
                 if deactivate:
-                    gone_keys[row.id] = row.moodle_user_id
+                    gone_keys[row_id] = moodle_id
         del seen
         if deactivate:
             guard.check("users", gone_count, active)
