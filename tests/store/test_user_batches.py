@@ -22,9 +22,7 @@ SEEN = datetime(2026, 2, 27, 8, 30, 15, 250000, tzinfo=UTC)
 
 
 def user(moodle_id: int, email: str | None, last: str = "Last", *, withheld=NOTHING_WITHHELD) -> UserRecord:
-    return UserRecord(
-        moodle_id, email, f"u{moodle_id}", "First", last, None, False, SEEN, True, NOW, withheld=withheld
-    )
+    return UserRecord(moodle_id, email, f"u{moodle_id}", "First", last, None, False, SEEN, True, NOW, withheld=withheld)
 
 
 STORED = [user(i, f"u{i}@example.org") for i in range(1, 11)]
@@ -48,8 +46,12 @@ LISTED = [1, 2, 3, 4, 5, 6, 7, 9, 20, 21, 22, 23, 30]  # 8 and 10 no longer list
 
 def seed(session: Session) -> None:
     upserts.apply_users(session, STORED, now=BEFORE, guard=upserts.DeactivationGuard())
-    session.add(User(moodle_user_id=None, email="linkme@example.org", first_name="Local", is_active=True, synced_at=BEFORE))
-    session.add(User(moodle_user_id=None, email="local@example.org", first_name="Other", is_active=True, synced_at=BEFORE))
+    session.add(
+        User(moodle_user_id=None, email="linkme@example.org", first_name="Local", is_active=True, synced_at=BEFORE)
+    )
+    session.add(
+        User(moodle_user_id=None, email="local@example.org", first_name="Other", is_active=True, synced_at=BEFORE)
+    )
     session.execute(User.__table__.update().where(User.moodle_user_id == 9).values(is_active=False))
 
 
@@ -70,8 +72,9 @@ def second_sync(engine, batch_size: int):
         )
         users = User.__table__.c
         rows = session.execute(
-            select(users.moodle_user_id, users.email, users.last_name, users.is_active, users.synced_at, users.first_name)
-            .order_by(users.moodle_user_id, users.email)
+            select(
+                users.moodle_user_id, users.email, users.last_name, users.is_active, users.synced_at, users.first_name
+            ).order_by(users.moodle_user_id, users.email)
         ).all()
         session.rollback()
     return result, [tuple(r) for r in rows], changes.pending
@@ -114,7 +117,8 @@ def test_second_sync_outcome(migrated_engine):
     assert "belongs to another local user" in reasons[5]
     assert "already linked to Moodle user 6" in reasons[20]
     assert "also used by Moodle user 22" in reasons[23]
-    assert (result.inserted, result.updated, result.unchanged, result.deactivated) == (1, 5, 2, 2)  # 2, 3, 4, 21, 9 updated
+    # Updated: 2 and 3 (swap), 4, 21 (linked), 9 (reactivated); unchanged: 1, and 7 (nothing it may see changed).
+    assert (result.inserted, result.updated, result.unchanged, result.deactivated) == (1, 5, 2, 2)
     kinds = {(key, kind) for _entity, key, kind, _cols in changes}
     assert {("22", "inserted"), ("9", "reactivated"), ("8", "deactivated"), ("10", "deactivated")} <= kinds
     linked = "moodle_user_id,username,first_name,last_name,is_suspended,last_access_at"
