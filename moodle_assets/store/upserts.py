@@ -55,8 +55,8 @@ ENROLLMENT_FIELDS = ("moodle_user_id", "moodle_course_id", "is_active", "roles",
 IN_CHUNK = 900
 # Rows per executemany where the parameter dicts are built lazily (bounded memory, few statements).
 INSERT_CHUNK = 5000
-# Users compared per batch (one IN list of Moodle ids, one of e-mails): memory flat in users.
-USER_BATCH = IN_CHUNK
+# Users compared per batch (one lookup of their Moodle ids and e-mails): memory flat in users.
+USER_BATCH = 5000
 
 
 class MassDeactivationRefused(RuntimeError):
@@ -396,14 +396,17 @@ def deactivate_enrollments_of_courses(
 
 
 # Driver-level reads of plain ints and text (no per-row type processing, no IN-list compiling).
-_STORED_EMAILS_SQL = "SELECT moodle_user_id, email FROM users WHERE moodle_user_id IN ({ids})"
 _ACTIVE_USERS_SQL = "SELECT id, moodle_user_id, is_active FROM users WHERE moodle_user_id IS NOT NULL"
+# Keys per lookup statement (SQLite allows 32766 bound parameters; two lists of this many fit).
+USER_LOOKUP = 5000
 
 
-def _int_list(ids: Iterable[int]) -> str:
-    """An SQL IN list of ints, written inline: `int()` makes it safe, and skips the bound
-    parameter expansion SQLAlchemy would compile for each list."""
-    return ", ".join(str(int(i)) for i in ids)
+def _one_of(raw: RawValues, column: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+    """`column` is one of `values`: an IN list on SQLite, `= ANY(array)` (one parameter, cheap
+    to parse) on PostgreSQL."""
+    if raw.sqlite:
+        return f"{column} IN ({', '.join('?' * len(values))})", tuple(values)
+    return f"{column} = ANY(%s)", (list(values),)
 
 
 def _driver_rows(session: Session, sql: str, params: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -420,15 +423,14 @@ def _driver_rows(session: Session, sql: str, params: tuple[Any, ...] = ()) -> It
 _STORED_USER_COLUMNS = ("id", "moodle_user_id", "email", "is_active", *USER_FIELDS[1:])
 
 
-def _stored_users(session: Session, raw: RawValues, column: str, keys: Iterable[Any]) -> Iterator[dict[str, Any]]:
+def _stored_users(session: Session, raw: RawValues, column: str, keys: Sequence[Any]) -> Iterator[dict[str, Any]]:
     """The stored users whose `column` is one of `keys`, as column -> typed value (what the ORM
-    types would give: bools, aware UTC datetimes) read at driver level: SQLAlchemy's compiling of
-    an IN list of 900 bound parameters cost more than the query."""
-    mark = "?" if raw.sqlite else "%s"
+    types would give: bools, aware UTC datetimes), read at driver level: SQLAlchemy's compiling
+    of IN lists of bound parameters cost more than the queries."""
     names = ", ".join(_STORED_USER_COLUMNS)
-    for chunk in _chunks(list(keys)):
-        sql = f"SELECT {names} FROM users WHERE {column} IN ({', '.join([mark] * len(chunk))})"
-        for row in _driver_rows(session, sql, tuple(chunk)):
+    for chunk in _chunks(keys, USER_LOOKUP):
+        where, params = _one_of(raw, column, chunk)
+        for row in _driver_rows(session, f"SELECT {names} FROM users WHERE {where}", params):
             user = dict(zip(_STORED_USER_COLUMNS, row, strict=True))
             user["is_active"] = bool(user["is_active"])
             if user["is_suspended"] is not None:
@@ -495,8 +497,11 @@ def apply_users(
                     shared.add(h)
                 else:
                     hashes.add(h)
-        for chunk in _chunks(list(incoming)):
-            for moodle_id, email in _driver_rows(session, _STORED_EMAILS_SQL.format(ids=_int_list(chunk))):
+        for chunk in _chunks(list(incoming), USER_LOOKUP):
+            where, params = _one_of(raw, "moodle_user_id", chunk)
+            for moodle_id, email in _driver_rows(
+                session, f"SELECT moodle_user_id, email FROM users WHERE {where}", params
+            ):
                 if email is not None and incoming[moodle_id] != email:
                     releasing.add(moodle_id)
     del hashes
@@ -510,10 +515,8 @@ def apply_users(
     updated = inserted = 0
     with Spool("moodle-user-updates-") as update_spool, Spool("moodle-user-inserts-") as insert_spool:
         for batch in _in_batches(records, batch_size):
-            by_moodle = {
-                user["moodle_user_id"]: user
-                for user in _stored_users(session, raw, "moodle_user_id", (r.moodle_user_id for r in batch))
-            }
+            ids = [r.moodle_user_id for r in batch]
+            by_moodle = {user["moodle_user_id"]: user for user in _stored_users(session, raw, "moodle_user_id", ids)}
             # Only e-mails not already the stored e-mail of their own Moodle id can be held by
             # another row (e-mails are unique): a re-sync with nothing changed looks up none.
             emails = {
@@ -522,7 +525,7 @@ def apply_users(
                 if r.email is not None
                 and (r.moodle_user_id not in by_moodle or by_moodle[r.moodle_user_id]["email"] != r.email)
             }
-            by_email = {user["email"]: user for user in _stored_users(session, raw, "email", emails)}
+            by_email = {user["email"]: user for user in _stored_users(session, raw, "email", list(emails))}
             updates: list[dict[str, Any]] = []
             inserts: list[tuple[Any, ...]] = []
             for r in batch:
