@@ -486,13 +486,15 @@ def apply_users(
     releasing: set[int] = set()
     hashes: set[int] = set()
     shared: set[int] = set()
-    for batch in _in_batches(records, batch_size):
+    keys = getattr(records, "ids_and_emails", None)  # cheaper than records (the engine's staging)
+    pairs = keys() if callable(keys) else ((r.moodle_user_id, r.email) for r in records)
+    for batch in _in_batches(pairs, batch_size):
         incoming: dict[int, str | None] = {}
-        for r in batch:
-            seen.add(r.moodle_user_id)
-            incoming[r.moodle_user_id] = r.email
-            if r.email is not None:
-                h = hash(r.email)
+        for moodle_id, email in batch:
+            seen.add(moodle_id)
+            incoming[moodle_id] = email
+            if email is not None:
+                h = hash(email)
                 if h in hashes:
                     shared.add(h)
                 else:
@@ -513,7 +515,7 @@ def apply_users(
     claimed: dict[str, int] = {}  # e-mails in `shared` only
     linked: dict[int, Any] = {}  # Moodle id -> the local row this sync linked it to
     updated = inserted = 0
-    with Spool("moodle-user-updates-") as update_spool, Spool("moodle-user-inserts-") as insert_spool:
+    with Spool("moodle-user-updates-") as update_spool, Spool("moodle-user-inserts-", plain=True) as insert_spool:
         for batch in _in_batches(records, batch_size):
             ids = [r.moodle_user_id for r in batch]
             by_moodle = {user["moodle_user_id"]: user for user in _stored_users(session, raw, "moodle_user_id", ids)}
