@@ -46,7 +46,7 @@ uses "now" (UTC) so a record is never written without one; :func:`map_rows` take
 
 from __future__ import annotations
 
-from .batch import MappedBatch, Rejection, map_rows
+from .batch import MappedBatch, Rejection, RowMapper, map_rows
 from .errors import GuestUserExcluded, RowRejected, RowSkipped, SiteCourseExcluded
 from .prices import (
     PRICE_MAX_INTEGER_DIGITS,
@@ -81,6 +81,7 @@ __all__ = [
     "GuestUserExcluded",
     "MappedBatch",
     "Rejection",
+    "RowMapper",
     "RowRejected",
     "RowSkipped",
     "SiteCourseExcluded",

@@ -88,45 +88,59 @@ def map_rows(mapper: Callable[..., Any], rows: Any, **kwargs: Any) -> MappedBatc
     Keyword mistakes (a bad ``moodle_course_id``, a naive ``synced_at``) are caller bugs
     and raise, as do bugs in a mapper other than this module's.
     """
-    if mapper in _STAMPED and kwargs.get("synced_at") is None:
-        kwargs["synced_at"] = datetime.now(UTC)
-    records: list = []
-    rejected: list[Rejection] = []
-    skipped_rows: list[Rejection] = []
-    if rows is None or isinstance(rows, (str, bytes, bytearray, dict)) or not isinstance(rows, Iterable):
-        rejected.append(Rejection(None, f"expected a list of rows, got {type(rows).__name__}"))
-        return MappedBatch(records, rejected, 0, skipped_rows)
-    seen: dict[Any, int | None] = {}
-    emails: dict[str, int] = {}
-    for row in rows:
-        try:
-            record = mapper(row, **kwargs)
-        except RowSkipped as exc:
-            skipped_rows.append(Rejection(exc.moodle_id, exc.reason))
-            continue
-        except RowRejected as exc:
-            rejected.append(Rejection(exc.moodle_id, exc.reason))
-            continue
-        key = _natural_key(record)
-        if key is not None:
-            if key in seen:
-                rejected.append(
-                    Rejection(
-                        _row_id(row),
-                        f"duplicate of an earlier row in this batch ({key})",
-                    )
-                )
+    return RowMapper(mapper, **kwargs).map(rows)
+
+
+class RowMapper:
+    """:func:`map_rows` over a stream that arrives in parts: each :meth:`map` call maps one part,
+    and the duplicate checks (Moodle id, user e-mail) span every part mapped so far, so mapping
+    a stream part by part gives the records and rejections one ``map_rows`` call would, without
+    holding every record at once."""
+
+    def __init__(self, mapper: Callable[..., Any], **kwargs: Any) -> None:
+        if mapper in _STAMPED and kwargs.get("synced_at") is None:
+            kwargs["synced_at"] = datetime.now(UTC)
+        self.mapper, self.kwargs = mapper, kwargs
+        self.seen: set[Any] = set()
+        self.emails: dict[str, int] = {}
+
+    def map(self, rows: Any) -> MappedBatch:
+        mapper, kwargs, seen, emails = self.mapper, self.kwargs, self.seen, self.emails
+        records: list = []
+        rejected: list[Rejection] = []
+        skipped_rows: list[Rejection] = []
+        if rows is None or isinstance(rows, (str, bytes, bytearray, dict)) or not isinstance(rows, Iterable):
+            rejected.append(Rejection(None, f"expected a list of rows, got {type(rows).__name__}"))
+            return MappedBatch(records, rejected, 0, skipped_rows)
+        for row in rows:
+            try:
+                record = mapper(row, **kwargs)
+            except RowSkipped as exc:
+                skipped_rows.append(Rejection(exc.moodle_id, exc.reason))
                 continue
-            seen[key] = None
-        if type(record) is UserRecord and record.email is not None:
-            owner = emails.setdefault(record.email, record.moodle_user_id)
-            if owner != record.moodle_user_id:
-                rejected.append(
-                    Rejection(
-                        record.moodle_user_id,
-                        f"e-mail {record.email} already belongs to Moodle user {owner}",
-                    )
-                )
+            except RowRejected as exc:
+                rejected.append(Rejection(exc.moodle_id, exc.reason))
                 continue
-        records.append(record)
-    return MappedBatch(records, rejected, len(skipped_rows), skipped_rows)
+            key = _natural_key(record)
+            if key is not None:
+                if key in seen:
+                    rejected.append(
+                        Rejection(
+                            _row_id(row),
+                            f"duplicate of an earlier row in this batch ({key})",
+                        )
+                    )
+                    continue
+                seen.add(key)
+            if type(record) is UserRecord and record.email is not None:
+                owner = emails.setdefault(record.email, record.moodle_user_id)
+                if owner != record.moodle_user_id:
+                    rejected.append(
+                        Rejection(
+                            record.moodle_user_id,
+                            f"e-mail {record.email} already belongs to Moodle user {owner}",
+                        )
+                    )
+                    continue
+            records.append(record)
+        return MappedBatch(records, rejected, len(skipped_rows), skipped_rows)

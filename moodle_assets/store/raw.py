@@ -61,6 +61,14 @@ class RawValues:
             return datetime.fromisoformat(stamp).replace(tzinfo=UTC)
         return datetime.fromtimestamp(stamp, UTC)
 
+    def stored_ts(self, stored: Any) -> datetime | None:
+        """A stored timestamp as the typed column (`UTCDateTime`) reads it: an aware UTC datetime."""
+        if stored is None:
+            return None
+        if self.sqlite:
+            return datetime.fromisoformat(stored).replace(tzinfo=UTC)
+        return stored.astimezone(UTC)
+
     def flag(self, value: bool) -> Any:
         return int(value) if self.sqlite else bool(value)
 

@@ -17,9 +17,10 @@ Each `apply_*` function runs inside the caller's transaction (one per target) an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text, update
@@ -30,6 +31,7 @@ from .changelog import ChangeLog
 from .db import rowcount
 from .models import CourseCatalog, CourseCategory, User, UserCourseEnrollment
 from .raw import RawValues, insert_raw
+from .spool import Spool
 
 CATEGORY_FIELDS = ("name", "parent_moodle_category_id", "path", "depth", "sort_order", "is_visible")
 COURSE_FIELDS = (
@@ -53,6 +55,8 @@ ENROLLMENT_FIELDS = ("moodle_user_id", "moodle_course_id", "is_active", "roles",
 IN_CHUNK = 900
 # Rows per executemany where the parameter dicts are built lazily (bounded memory, few statements).
 INSERT_CHUNK = 5000
+# Users compared per batch (one lookup of their Moodle ids and e-mails): memory flat in users.
+USER_BATCH = 5000
 
 
 class MassDeactivationRefused(RuntimeError):
@@ -391,15 +395,66 @@ def deactivate_enrollments_of_courses(
 # --- users ----------------------------------------------------------------------------------
 
 
+# Driver-level reads of plain ints and text (no per-row type processing, no IN-list compiling).
+_ACTIVE_USERS_SQL = "SELECT id, moodle_user_id, is_active FROM users WHERE moodle_user_id IS NOT NULL"
+# Keys per lookup statement (SQLite allows 32766 bound parameters; two lists of this many fit).
+USER_LOOKUP = 5000
+
+
+def _one_of(raw: RawValues, column: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+    """`column` is one of `values`: an IN list on SQLite, `= ANY(array)` (one parameter, cheap
+    to parse) on PostgreSQL."""
+    if raw.sqlite:
+        return f"{column} IN ({', '.join('?' * len(values))})", tuple(values)
+    return f"{column} = ANY(%s)", (list(values),)
+
+
+def _driver_rows(session: Session, sql: str, params: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The rows of `sql` as the driver returns them, in the session's transaction."""
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        while rows := cursor.fetchmany(INSERT_CHUNK):
+            yield from rows
+    finally:
+        cursor.close()
+
+
+_STORED_USER_COLUMNS = ("id", "moodle_user_id", "email", "is_active", *USER_FIELDS[1:])
+
+
+def _stored_users(session: Session, raw: RawValues, column: str, keys: Sequence[Any]) -> Iterator[dict[str, Any]]:
+    """The stored users whose `column` is one of `keys`, as column -> typed value (what the ORM
+    types would give: bools, aware UTC datetimes), read at driver level: SQLAlchemy's compiling
+    of IN lists of bound parameters cost more than the queries."""
+    names = ", ".join(_STORED_USER_COLUMNS)
+    for chunk in _chunks(keys, USER_LOOKUP):
+        where, params = _one_of(raw, column, chunk)
+        for row in _driver_rows(session, f"SELECT {names} FROM users WHERE {where}", params):
+            user = dict(zip(_STORED_USER_COLUMNS, row, strict=True))
+            user["is_active"] = bool(user["is_active"])
+            if user["is_suspended"] is not None:
+                user["is_suspended"] = bool(user["is_suspended"])
+            user["last_access_at"] = raw.stored_ts(user["last_access_at"])
+            yield user
+
+
+def _in_batches(records: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(records)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
 def apply_users(
     session: Session,
-    records: Sequence[Any],
+    records: Iterable[Any],
     *,
     now: datetime,
     guard: DeactivationGuard,
     listed: Iterable[int] | None = None,
     deactivate: bool = True,
     changes: ChangeLog | None = None,
+    batch_size: int = USER_BATCH,
 ) -> ApplyResult:
     """Upsert users keyed on the Moodle id; link a local user by email; never merge two Moodle ids.
 
@@ -407,143 +462,186 @@ def apply_users(
     - Else a local row with the same email and no Moodle id is linked (gets the Moodle id).
     - Else a new row is inserted.
     - An email that belongs to another Moodle id (locally, and not being released in this
-      batch) rejects the row with that reason.
+      sync) rejects the row with that reason.
     - A user is deactivated only when Moodle no longer lists its id (`listed`): a row that was
       rejected, or not returned by id, keeps its stored values; and only if `deactivate` (the
       token sees every user: without moodle/user:viewdetails Moodle lists only teachers).
     - A field Moodle did not show (the record's `withheld`) keeps its stored value.
+
+    Memory stays flat in the number of users: `records` (a list, or any iterable that can be
+    iterated twice, such as the engine's on-disk staging) is read `batch_size` at a time, each
+    batch compared with the stored rows of its Moodle ids and e-mails only, and the writes are
+    parked in a `Spool` until every row has been compared (the old e-mails of users changing
+    them must be freed before any row takes one). What is held for the whole population is
+    ints: the ids seen, and the hashes of the incoming e-mails while they are checked for
+    repeats.
     """
-    users = User.__table__.c  # Core columns: plain rows, not the ORM's per-row loading
-    # Iterated, not .all(): .all() also holds the driver's whole fetchall list at once (+20 MB of
-    # peak at 100k users).
-    rows = list(
-        session.execute(
-            select(users.id, users.moodle_user_id, users.email, users.is_active, *[users[f] for f in USER_FIELDS[1:]])
-        )
-    )
-    by_moodle: dict[int, Any] = {}
-    by_email: dict[str, Any] = {}
-    for row in rows:
-        if row.moodle_user_id is not None:
-            by_moodle[row.moodle_user_id] = row
-        if row.email is not None:
-            by_email[row.email] = row
-    # Emails held locally by Moodle users in this batch who are changing away from them are
-    # free to be taken by another user in the same batch.
-    batch_emails = {r.moodle_user_id: r.email for r in records}
-    result = ApplyResult()
-    inserts: list[Any] = []  # records; their parameter dicts are built per chunk (memory)
-    updates: list[dict[str, Any]] = []
-    email_changes: list[int] = []
-    claimed: dict[str, int] = {}
-    for r in records:
-        values = known_values(r, USER_FIELDS)
-        current = by_moodle.get(r.moodle_user_id)
-        if r.email is not None:
-            holder = by_email.get(r.email)
-            owner = claimed.get(r.email)
-            if owner is not None and owner != r.moodle_user_id:
-                result.rejected.append((r.moodle_user_id, f"email {r.email} is also used by Moodle user {owner}"))
-                continue
-            if holder is not None and (current is None or holder.id != current.id):
-                holder_moodle = holder.moodle_user_id
-                releasing = (
-                    holder_moodle is not None
-                    and holder_moodle in batch_emails
-                    and batch_emails[holder_moodle] != r.email
-                )
-                if holder_moodle is not None and not releasing:
-                    result.rejected.append(
-                        (
-                            r.moodle_user_id,
-                            f"email {r.email} is already linked to Moodle user {holder_moodle}; not merged",
-                        )
-                    )
-                    continue
-                if current is None and holder_moodle is None:
-                    # Link the existing local user to this Moodle account.
-                    if changes is not None:
-                        linked = holder._mapping
-                        columns = ["moodle_user_id"] + [f for f, v in values.items() if not _same(linked[f], v)]
-                        changes.add(cl.USER, r.moodle_user_id, cl.kind_of(linked["is_active"], True), columns)
-                    updates.append(
-                        {
-                            "id": holder.id,
-                            "moodle_user_id": r.moodle_user_id,
-                            **values,
-                            "is_active": True,
-                            "synced_at": now,
-                        }
-                    )
-                    claimed[r.email] = r.moodle_user_id
-                    by_moodle[r.moodle_user_id] = holder
-                    continue
-                if current is not None and holder_moodle is None:
-                    result.rejected.append(
-                        (
-                            r.moodle_user_id,
-                            f"email {r.email} belongs to another local user (id {holder.id}); not merged",
-                        )
-                    )
-                    continue
-            claimed[r.email] = r.moodle_user_id
-        if current is None:
-            inserts.append(r)
-            continue
-        old = current._mapping
-        changed = not old["is_active"] or any(not _same(old[f], v) for f, v in values.items())
-        if changed:
-            if "email" in values and old["email"] != values["email"]:
-                email_changes.append(current.id)
-            if changes is not None:
-                columns = [f for f, v in values.items() if not _same(old[f], v)]
-                changes.add(cl.USER, r.moodle_user_id, cl.kind_of(old["is_active"], True), columns)
-            updates.append({"id": current.id, **values, "is_active": True, "synced_at": now})
-        else:
-            result.unchanged += 1
-    seen = {r.moodle_user_id for r in records} | set(listed or ())
-    gone_keys = {
-        row.id: m for m, row in by_moodle.items() if row.is_active and m not in seen and row.moodle_user_id is not None
-    }
-    gone = list(gone_keys)
-    active = sum(1 for row in rows if row.is_active and row.moodle_user_id is not None)
-    if deactivate:
-        guard.check("users", len(gone), active)
-    else:
-        result.kept_unseen, gone = len(gone), []
-    # Free the old emails first so swaps within one batch do not trip the unique constraint.
-    for chunk in _chunks(email_changes):
-        session.execute(update(User).where(User.id.in_(chunk)).values(email=None))
-    _update_rows(session, User, updates)
+    if iter(records) is records:
+        raise TypeError("apply_users reads `records` twice: pass a list or another re-iterable collection")
+    # Pass 1: the ids seen; the Moodle users whose stored e-mail this sync changes (theirs is
+    # free to be taken by another user in the same sync); the e-mails more than one incoming
+    # record carries (by hash: only those need the exact "claimed" bookkeeping below).
     raw = RawValues(session)
+    seen: set[int] = set(listed or ())
+    releasing: set[int] = set()
+    hashes: set[int] = set()
+    shared: set[int] = set()
+    keys = getattr(records, "ids_and_emails", None)  # cheaper than records (the engine's staging)
+    pairs = keys() if callable(keys) else ((r.moodle_user_id, r.email) for r in records)
+    for batch in _in_batches(pairs, batch_size):
+        incoming: dict[int, str | None] = {}
+        for moodle_id, email in batch:
+            seen.add(moodle_id)
+            incoming[moodle_id] = email
+            if email is not None:
+                h = hash(email)
+                if h in hashes:
+                    shared.add(h)
+                else:
+                    hashes.add(h)
+        for chunk in _chunks(list(incoming), USER_LOOKUP):
+            where, params = _one_of(raw, "moodle_user_id", chunk)
+            for moodle_id, email in _driver_rows(
+                session, f"SELECT moodle_user_id, email FROM users WHERE {where}", params
+            ):
+                if email is not None and incoming[moodle_id] != email:
+                    releasing.add(moodle_id)
+    del hashes
+
+    # Pass 2: compare batch by batch; park the writes.
+    result = ApplyResult()
     now_raw, active_raw = raw.ts(now), raw.flag(True)
-    insert_columns = ("moodle_user_id", *USER_FIELDS, "is_active", "synced_at")
-    for chunk in _chunks(inserts, INSERT_CHUNK):
-        insert_raw(
-            session,
-            "users",
-            insert_columns,
-            [
-                (
-                    r.moodle_user_id,
-                    r.email,
-                    r.username,
-                    r.first_name,
-                    r.last_name,
-                    r.id_number,
-                    None if r.is_suspended is None else raw.flag(r.is_suspended),
-                    raw.ts(r.last_access_at),
-                    active_raw,
-                    now_raw,
-                )
-                for r in chunk
-            ],
-        )
-    if changes is not None:
-        changes.add_many(cl.USER, (r.moodle_user_id for r in inserts), cl.INSERTED)
-    result.inserted = len(inserts)
-    result.updated = len(updates)
-    result.deactivated = _deactivate(session, User, gone, now, changes, cl.USER, gone_keys)
+    email_changes: list[int] = []
+    claimed: dict[str, int] = {}  # e-mails in `shared` only
+    linked: dict[int, Any] = {}  # Moodle id -> the local row this sync linked it to
+    updated = inserted = 0
+    with Spool("moodle-user-updates-") as update_spool, Spool("moodle-user-inserts-", plain=True) as insert_spool:
+        for batch in _in_batches(records, batch_size):
+            ids = [r.moodle_user_id for r in batch]
+            by_moodle = {user["moodle_user_id"]: user for user in _stored_users(session, raw, "moodle_user_id", ids)}
+            # Only e-mails not already the stored e-mail of their own Moodle id can be held by
+            # another row (e-mails are unique): a re-sync with nothing changed looks up none.
+            emails = {
+                r.email
+                for r in batch
+                if r.email is not None
+                and (r.moodle_user_id not in by_moodle or by_moodle[r.moodle_user_id]["email"] != r.email)
+            }
+            by_email = {user["email"]: user for user in _stored_users(session, raw, "email", list(emails))}
+            updates: list[dict[str, Any]] = []
+            inserts: list[tuple[Any, ...]] = []
+            for r in batch:
+                values = known_values(r, USER_FIELDS)
+                current = linked.get(r.moodle_user_id) or by_moodle.get(r.moodle_user_id)
+                if r.email is not None:
+                    tracked = hash(r.email) in shared
+                    holder = by_email.get(r.email)
+                    owner = claimed.get(r.email) if tracked else None
+                    if owner is not None and owner != r.moodle_user_id:
+                        result.rejected.append(
+                            (r.moodle_user_id, f"email {r.email} is also used by Moodle user {owner}")
+                        )
+                        continue
+                    if holder is not None and (current is None or holder["id"] != current["id"]):
+                        holder_moodle = holder["moodle_user_id"]
+                        if holder_moodle is not None and holder_moodle not in releasing:
+                            result.rejected.append(
+                                (
+                                    r.moodle_user_id,
+                                    f"email {r.email} is already linked to Moodle user {holder_moodle}; not merged",
+                                )
+                            )
+                            continue
+                        if current is None and holder_moodle is None:
+                            # Link the existing local user to this Moodle account.
+                            if changes is not None:
+                                old = holder
+                                columns = ["moodle_user_id"] + [f for f, v in values.items() if not _same(old[f], v)]
+                                changes.add(cl.USER, r.moodle_user_id, cl.kind_of(old["is_active"], True), columns)
+                            updates.append(
+                                {
+                                    "id": holder["id"],
+                                    "moodle_user_id": r.moodle_user_id,
+                                    **values,
+                                    "is_active": True,
+                                    "synced_at": now,
+                                }
+                            )
+                            if tracked:
+                                claimed[r.email] = r.moodle_user_id
+                            linked[r.moodle_user_id] = holder
+                            continue
+                        if current is not None and holder_moodle is None:
+                            result.rejected.append(
+                                (
+                                    r.moodle_user_id,
+                                    f"email {r.email} belongs to another local user (id {holder['id']}); not merged",
+                                )
+                            )
+                            continue
+                    if tracked:
+                        claimed[r.email] = r.moodle_user_id
+                if current is None:
+                    inserts.append(
+                        (
+                            r.moodle_user_id,
+                            r.email,
+                            r.username,
+                            r.first_name,
+                            r.last_name,
+                            r.id_number,
+                            None if r.is_suspended is None else raw.flag(r.is_suspended),
+                            raw.ts(r.last_access_at),
+                            active_raw,
+                            now_raw,
+                        )
+                    )
+                    continue
+                old = current
+                changed = not old["is_active"] or any(not _same(old[f], v) for f, v in values.items())
+                if changed:
+                    if "email" in values and old["email"] != values["email"]:
+                        email_changes.append(current["id"])
+                    if changes is not None:
+                        columns = [f for f, v in values.items() if not _same(old[f], v)]
+                        changes.add(cl.USER, r.moodle_user_id, cl.kind_of(old["is_active"], True), columns)
+                    updates.append({"id": current["id"], **values, "is_active": True, "synced_at": now})
+                else:
+                    result.unchanged += 1
+            update_spool.add(updates)
+            insert_spool.add(inserts)
+            updated += len(updates)
+            inserted += len(inserts)
+
+        # Stored active users Moodle no longer lists, read as a stream of (id, Moodle id, active).
+        gone_keys: dict[int, int] = {}
+        gone_count = active = 0
+        for row_id, moodle_id, is_active in _driver_rows(session, _ACTIVE_USERS_SQL):
+            if not is_active:
+                continue
+            active += 1
+            if moodle_id not in seen:
+                gone_count += 1
+                if deactivate:
+                    gone_keys[row_id] = moodle_id
+        del seen
+        if deactivate:
+            guard.check("users", gone_count, active)
+        else:
+            result.kept_unseen = gone_count
+        # Free the old emails first so swaps within one sync do not trip the unique constraint.
+        for chunk in _chunks(email_changes):
+            session.execute(update(User).where(User.id.in_(chunk)).values(email=None))
+        for updates in update_spool.batches():
+            _update_rows(session, User, updates)
+        insert_columns = ("moodle_user_id", *USER_FIELDS, "is_active", "synced_at")
+        for inserts in insert_spool.batches():
+            insert_raw(session, "users", insert_columns, inserts)
+            if changes is not None:
+                changes.add_many(cl.USER, (row[0] for row in inserts), cl.INSERTED)
+    result.inserted = inserted
+    result.updated = updated
+    result.deactivated = _deactivate(session, User, list(gone_keys), now, changes, cl.USER, gone_keys)
     return result
 
 
