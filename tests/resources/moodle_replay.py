@@ -65,12 +65,15 @@ class Seen:
     peer: int = 0  # the client's port: one per connection
 
 
+DEFAULT_BODY = '{"sitename":"replay"}'
+
+
 class ReplayServer:
     """Real HTTP server on 127.0.0.1 answering from a queue of replies (then a default)."""
 
     def __init__(self) -> None:
         self.queue: deque[Reply] = deque()
-        self.default = Reply(body='{"sitename":"replay"}')
+        self.default = Reply(body=DEFAULT_BODY)
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
         outer = self
@@ -136,9 +139,12 @@ class ReplayServer:
         return fx
 
     def reset(self) -> None:
+        """Between tests: no queued replies, nothing seen, the default reply back (a test that
+        changes `default` must not leak it into the next one)."""
         with self.lock:
             self.queue.clear()
             self.seen.clear()
+            self.default = Reply(body=DEFAULT_BODY)
 
     def __enter__(self):
         self.thread.start()
