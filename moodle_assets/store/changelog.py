@@ -109,22 +109,15 @@ class ChangeLog:
         """Write changes into `session`'s transaction as they accumulate, all with time `now`."""
         self._session, self._now = session, now or utcnow()
 
-    def _keep(self, rows: list[tuple[str, str, str, str | None]], *, entity: str = "", kind: str = "") -> None:
-        """Keep `rows`; `entity` and `kind`, when given, are those of every row (counted at once)."""
+    def _keep(self, rows: list[tuple[str, str, str, str | None]], entity: str, kind: str) -> None:
+        """Keep `rows`, every one of them of `entity` and `kind` (so they are counted at once)."""
         self.pending.extend(rows)
         self._total += len(rows)
         for entity_, key, kind_, columns in rows[: max(0, SAMPLE_SIZE - len(self._sample))]:
             self._sample.append(Change(entity_, key, kind_, tuple(columns.split(",")) if columns else ()))
-        if entity and kind:
-            if rows:
-                self._by_kind[kind] += len(rows)
-                self._by_entity[entity] += len(rows)
-        elif len(rows) == 1:
-            self._by_kind[rows[0][2]] += 1
-            self._by_entity[rows[0][0]] += 1
-        else:
-            self._by_kind.update(row[2] for row in rows)
-            self._by_entity.update(row[0] for row in rows)
+        if rows:
+            self._by_kind[kind] += len(rows)
+            self._by_entity[entity] += len(rows)
         if self._session is not None and len(self.pending) >= FLUSH_CHUNK:
             self._write(self._session, self._now or utcnow())
 
@@ -133,14 +126,14 @@ class ChangeLog:
         if entity == COURSE and kind == UPDATED:
             price = tuple(c for c in cols if c in PRICE_COLUMNS)
             if price:
-                self._keep([(COURSE_PRICE, str(moodle_key), UPDATED, ",".join(price))])
+                self._keep([(COURSE_PRICE, str(moodle_key), UPDATED, ",".join(price))], COURSE_PRICE, UPDATED)
                 cols = tuple(c for c in cols if c not in PRICE_COLUMNS)
                 if not cols:
                     return
-        self._keep([(entity, str(moodle_key), kind, ",".join(cols) or None)])
+        self._keep([(entity, str(moodle_key), kind, ",".join(cols) or None)], entity, kind)
 
     def add_many(self, entity: str, keys: Iterable[Any], kind: str) -> None:
-        self._keep([(entity, str(key), kind, None) for key in keys], entity=entity, kind=kind)
+        self._keep([(entity, str(key), kind, None) for key in keys], entity, kind)
 
     def summary(self) -> ChangeSummary:
         return ChangeSummary(by_kind=dict(self._by_kind), by_entity=dict(self._by_entity), sample=list(self._sample))
