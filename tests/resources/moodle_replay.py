@@ -68,7 +68,25 @@ class Seen:
 DEFAULT_BODY = '{"sitename":"replay"}'
 
 
-class ReplayServer:
+class LocalServer:
+    """A threading HTTP server on 127.0.0.1 (a free port), served from a daemon thread inside `with`."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class ReplayServer(LocalServer):
     """Real HTTP server on 127.0.0.1 answering from a queue of replies (then a default)."""
 
     def __init__(self) -> None:
@@ -122,10 +140,8 @@ class ReplayServer:
             do_GET = _handle
             do_POST = _handle
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._serve(Handler)
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def push(self, *replies: Reply) -> None:
         with self.lock:
@@ -146,10 +162,3 @@ class ReplayServer:
             self.seen.clear()
             self.default = Reply(body=DEFAULT_BODY)
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()

@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from moodle_replay import SECRET_TOKEN, Reply, assert_token_free
+from moodle_replay import SECRET_TOKEN, LocalServer, Reply, assert_token_free
 from requests.models import RequestEncodingMixin
 
 from moodle_assets.core.validation import ConfigError
@@ -165,7 +165,7 @@ def test_the_pool_holds_at_most_pool_size_connections_and_threads_wait_for_one(c
 # --- a real forward proxy from the environment --------------------------------------------------------
 
 
-class ForwardProxy:
+class ForwardProxy(LocalServer):
     """A plain-HTTP forward proxy: takes absolute-URI requests, forwards them, relays the answer."""
 
     def __init__(self) -> None:
@@ -231,18 +231,7 @@ class ForwardProxy:
                 upstream.close()
                 self.close_connection = True
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._serve(Handler)
 
 
 def test_the_environments_proxy_carries_the_calls(clean_env, replay, make_client):
